@@ -1,0 +1,317 @@
+"""Typed experiment configs: one dataclass per component, grouped per stage.
+
+A stage config is built from its dataclass schema (the defaults), then the YAML file, then dotted
+command-line overrides (``optim.lr=1e-4``), in that order. Unknown keys and values of the wrong type
+are errors that name the key and list the valid ones, so a typo fails at load time, not hours into a run.
+
+This module imports only the standard library and omegaconf: scripts load configs before torch.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+
+# Upstream's alphabet: digits, lower, upper, punctuation (94 characters), case-sensitive.
+DEFAULT_ALPHABET = string.printable[:-6]
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not match its schema."""
+
+
+# --------------------------------------------------------------------------- components
+
+
+@dataclass
+class TextEncoderConfig:
+    """Character-level text encoder (paper Sec. 3.2; upstream ``LabelEncoder``)."""
+
+    alphabet: str = DEFAULT_ALPHABET
+    max_len: int = 12  # characters per text; every text is padded to this many tokens
+    width: int = 2048  # token width = the UNet's cross-attention context width
+    layers: int = 12
+    heads: int = 8
+    ff_dim: int = 2048  # feed-forward width of each layer (PyTorch's default, as upstream)
+    dropout: float = 0.1
+    weights: str = ""  # exported encoder safetensors; "" = random initialisation
+
+
+@dataclass
+class RecognizerConfig:
+    """ViTSTR recognizer: a timm ViT on grayscale word crops, one class per character position."""
+
+    alphabet: str = DEFAULT_ALPHABET
+    max_len: int = 12
+    img_height: int = 32
+    img_width: int = 128
+    patch_size: int = 16
+    embed_dim: int = 192  # ViT-Tiny; ViTSTR-Base (upstream) is 768 / 12 / 12 at 224x224
+    depth: int = 12
+    heads: int = 3
+    mlp_ratio: float = 4.0
+    weights: str = ""  # our exported safetensors or an upstream ViTSTR .pth; "" = random
+
+
+@dataclass
+class ContrastiveConfig:
+    """CLIP-style pretraining heads of the char encoder (upstream ``LabelEncoder`` heads)."""
+
+    embed_dim: int = 1024  # shared text/image embedding width
+    lambda_cls: float = 0.1  # weight of the per-position character classifier CE
+    lambda_pos: float = 0.1  # weight of the per-position index classifier CE
+    init_temperature: float = 0.07
+
+
+@dataclass
+class DataConfig:
+    """Where batches come from; see ``udifftext/data/datasets.py`` for the batch contract."""
+
+    source: str = "synthetic"  # synthetic | folder | synthtext | laion_ocr | icdar13 | textseg
+    root: str = ""  # dataset folder for every source but `synthetic`
+    split: str = "train"  # train | heldout (synthetic) / the dataset's own split names
+    resolution: int = 512  # model resolution H = W
+    alphabet: str = DEFAULT_ALPHABET
+    min_len: int = 1
+    max_len: int = 12
+    length: int = 100_000  # samples per epoch for procedurally generated data
+    fonts_dir: str = "data/fonts"
+    word_list: str = "data/words/words.txt"
+    backgrounds_dir: str = ""  # folder of photos; "" = procedural backgrounds only
+    random_string_prob: float = 0.3  # share of texts drawn as random strings over the alphabet
+    heldout_word_fraction: float = 0.1  # share of the word list reserved for the held-out split
+    heldout_fonts: list[str] = field(default_factory=list)  # font file names never used in training
+    words_per_image: list[int] = field(default_factory=lambda: [1, 3])  # inclusive range
+    crop_min_area_ratio: float = 0.04  # crop around boxes smaller than this share of the image
+    min_box_ratio: float = 0.0  # skip samples whose box is smaller than this share of the image
+    word_crop_height: int = 32
+    word_crop_width: int = 128
+    strict: bool = False  # unreadable files raise instead of being skipped and counted
+    seed: int = 0
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    lr_decay: float = 1.0  # lr multiplied by this once per epoch (upstream: 0.95)
+    warmup_steps: int = 0
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    batch_size: int = 16
+    max_steps: int = 1000
+    steps_per_epoch: int = 1000  # an "epoch" of the lr decay for procedurally generated data
+    accumulate_grad_batches: int = 1
+    grad_clip: float = 1.0  # 0 disables clipping
+    precision: str = "32-true"  # Lightning precision: 32-true | bf16-mixed | 16-mixed
+    strategy: str = "auto"  # Lightning strategy: auto | ddp | fsdp
+    gradient_checkpointing: bool = False
+    num_workers: int = 0
+    out_dir: str = "runs/default"
+    log_every: int = 10
+    val_every: int = 500
+    ckpt_every: int = 500
+    val_samples: int = 8
+
+
+@dataclass
+class UNetConfig:
+    """diffusers ``UNet2DConditionModel`` layout; defaults are SD-2-inpainting's."""
+
+    in_channels: int = 9  # [noisy latent, mask, masked-image latent] (+ glyph when enabled)
+    out_channels: int = 4
+    sample_size: int = 64  # latent size at the model resolution
+    block_out_channels: list[int] = field(default_factory=lambda: [320, 640, 1280, 1280])
+    down_block_types: list[str] = field(
+        default_factory=lambda: ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"]
+    )
+    up_block_types: list[str] = field(default_factory=lambda: ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3)
+    layers_per_block: int = 2
+    head_dim: int = 64  # channels per attention head (SD-2 stores this as head counts 5/10/20/20)
+    base_cross_attention_dim: int = 1024  # SD-2's OpenCLIP context width, used only to load base weights
+    use_linear_projection: bool = True
+    stem: str = "none"  # none | pixel_unshuffle (pixel-space models: run the UNet at 1/stem_factor size)
+    stem_factor: int = 2
+    glyph_channel: bool = False  # add the target text rendered in a plain font as an input channel
+    base_weights: str = ""  # diffusers folder or 512-inpainting-ema.ckpt; "" = random initialisation
+    mode: str = "udifftext"  # udifftext: new char cross-attention | base: text-free inpainting
+
+
+@dataclass
+class FirstStageConfig:
+    """Maps images to the space the UNet denoises (SD-2 VAE, or identity for pixel space)."""
+
+    kind: str = "vae"  # vae | identity
+    weights: str = ""  # diffusers AutoencoderKL folder or a .safetensors/.ckpt file
+    scale_factor: float = 0.18215
+    block_out_channels: list[int] = field(default_factory=lambda: [128, 256, 512, 512])
+    latent_channels: int = 4
+
+
+@dataclass
+class DiffusionConfig:
+    num_train_timesteps: int = 1000
+    beta_start: float = 0.00085
+    beta_end: float = 0.012
+    beta_schedule: str = "scaled_linear"  # SD's; squaredcos_cap_v2 for the small pixel model
+    prediction_type: str = "epsilon"  # epsilon | v_prediction | sample (x0)
+    uncond_prob: float = 0.1  # share of samples trained with the zero context (for CFG)
+    mask_loss_weight: float = 1.0  # per-pixel weight inside the text region
+    outside_loss_weight: float = 1.0  # per-pixel weight outside it
+
+
+@dataclass
+class LossConfig:
+    """Weights of the paper's losses (Eq. 7): L = L_DSM + lambda_local L_loc + lambda_ocr L_ocr."""
+
+    lambda_local: float = 0.01
+    lambda_ocr: float = 0.001
+    local_enabled: bool = True
+    ocr_enabled: bool = False  # off in the upstream release config; see ../docs
+    blur_kernel: int = 3
+    blur_sigma: float = 1.0
+    min_attn_size: int = 16  # attention maps smaller than this (side, in positions) are not used
+    ocr_ce_clamp: float = 1.0
+
+
+@dataclass
+class NoiseSelectionConfig:
+    enabled: bool = True
+    candidates: int = 10
+    steps: int = 2
+    chunk_size: int = 10  # candidates per UNet batch
+
+
+@dataclass
+class RefinementConfig:
+    """Attention-guided latent refinement (Attend-and-Excite style, paper Sec. 3.4)."""
+
+    enabled: bool = False
+    step_size: float = 20.0  # alpha_i = step_size * sqrt(1 - i / steps)
+    iterative_steps: list[int] = field(default_factory=lambda: [5, 9, 13, 17, 21, 25])
+    thresholds: list[float] = field(default_factory=lambda: [-0.5, -0.56, -0.62, -0.68, -0.74, -0.8])
+    max_iters: int = 20
+
+
+# --------------------------------------------------------------------------- stages
+
+
+@dataclass
+class EncoderStageConfig:
+    """`scripts/train_encoder.py`: recognizer training or contrastive char-encoder pretraining."""
+
+    task: str = "contrastive"  # contrastive | recognizer
+    text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    recognizer: RecognizerConfig = field(default_factory=RecognizerConfig)
+    contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4))
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class UNetStageConfig:
+    """`scripts/train_unet.py`: diffusion fine-tuning (or text-free base pretraining)."""
+
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    first_stage: FirstStageConfig = field(default_factory=FirstStageConfig)
+    text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    recognizer: RecognizerConfig = field(default_factory=RecognizerConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    trainable: str = "cross_attention"  # cross_attention | full
+    init_from: str = ""  # trainable-weights safetensors (or pipeline folder) to start from
+
+
+@dataclass
+class SampleConfig:
+    """`scripts/sample.py`: inpaint text into images with a trained pipeline folder."""
+
+    model: str = "checkpoints/default"  # pipeline folder written by save_pretrained / training export
+    scheduler: str = "euler"  # euler | ddim | dpmpp
+    steps: int = 50
+    guidance_scale: float = 5.0
+    seed: int = 0
+    blend_width: int = 3  # pixels of soft blend inside the mask edge when pasting back
+    noise_selection: NoiseSelectionConfig = field(default_factory=NoiseSelectionConfig)
+    refinement: RefinementConfig = field(default_factory=RefinementConfig)
+
+
+@dataclass
+class EvalConfig:
+    """`scripts/evaluate.py`: SeqAcc / NED / FID / LPIPS under the reconstruction and editing protocols."""
+
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    data: DataConfig = field(default_factory=lambda: DataConfig(split="heldout"))
+    protocols: list[str] = field(default_factory=lambda: ["reconstruction", "editing"])
+    num_cases: int = 100
+    seed: int = 0
+    judge: str = "rapidocr"
+    inception_weights: str = ""  # pt_inception-2015-12-05 .pth; "" = stand-in feature net, labelled
+    lpips_weights: str = ""  # torchvision alexnet .pth; "" = skip LPIPS with a note
+    out_dir: str = "runs/eval"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _valid_keys(schema: Any, dotted: str) -> list[str]:
+    node = OmegaConf.structured(schema)
+    for part in [p for p in dotted.split(".")[:-1] if p]:
+        if part not in node:
+            break
+        node = node[part]
+    return sorted(node.keys()) if OmegaConf.is_dict(node) else []
+
+
+def _merge(base, other, schema: type, source: str):
+    try:
+        return OmegaConf.merge(base, other)
+    except (ConfigKeyError, ConfigAttributeError) as err:
+        key = err.full_key or str(err.key)
+        valid = ", ".join(_valid_keys(schema, key))
+        raise ConfigError(f"unknown config key '{key}' in {source}; valid keys here: {valid}") from None
+    except ValidationError as err:
+        raise ConfigError(f"bad value for config key '{err.full_key}' in {source}: {err.msg}") from None
+
+
+def load_config(schema: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
+    """Build a `schema` instance from its defaults, a YAML file and dotted `key=value` overrides."""
+    cfg = OmegaConf.structured(schema)
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        cfg = _merge(cfg, OmegaConf.load(path), schema, str(path))
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override must look like key=value, got '{item}'")
+        cfg = _merge(cfg, OmegaConf.from_dotlist([item]), schema, f"override '{item}'")
+    return OmegaConf.to_object(cfg)
+
+
+def config_to_yaml(cfg: Any) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def save_config(cfg: Any, folder: str | Path, name: str = "config.yaml") -> Path:
+    """Write the resolved config beside an output so it can be reproduced."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(config_to_yaml(cfg))
+    return path
