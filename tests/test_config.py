@@ -18,9 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = {"encoder": EncoderStageConfig, "unet": UNetStageConfig, "sample": SampleConfig, "eval": EvalConfig}
 
 
-@pytest.mark.parametrize(
-    "path", sorted((ROOT / "configs").glob("*/*.yaml")), ids=lambda p: f"{p.parent.name}/{p.name}"
-)
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*/*.yaml")), ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_every_shipped_config_loads(path):
     cfg = load_config(SCHEMAS[path.parent.name], path)
     assert isinstance(cfg, SCHEMAS[path.parent.name])

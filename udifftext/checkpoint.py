@@ -28,9 +28,7 @@ PART_FILES = {
     "first_stage": "first_stage.safetensors",
     "recognizer": "recognizer.safetensors",
 }
-FOLDER_SOURCE = (
-    "`scripts/train_unet.py` (export), `scripts/convert_checkpoint.py`, or the shipped checkpoints/"
-)
+FOLDER_SOURCE = "`scripts/train_unet.py` (export), `scripts/convert_checkpoint.py`, or the shipped checkpoints/"
 
 
 @dataclass
@@ -75,9 +73,7 @@ def load_pipeline_folder(folder: str | Path, overrides: list[str] | None = None)
     from udifftext.text.encoder import CharTextEncoder
     from udifftext.unet.model import build_unet
 
-    folder = require_path(
-        folder, "a udifftext pipeline folder with model.yaml and *.safetensors", FOLDER_SOURCE
-    )
+    folder = require_path(folder, "a udifftext pipeline folder with model.yaml and *.safetensors", FOLDER_SOURCE)
     config_path = require_path(folder / MODEL_CONFIG, "the pipeline's model.yaml", FOLDER_SOURCE)
     cfg = _without_weight_paths(load_config(UNetStageConfig, config_path, overrides))
 

@@ -133,9 +133,7 @@ class UNetConfig:
     out_channels: int = 4
     sample_size: int = 64  # latent size at the model resolution
     block_out_channels: list[int] = field(default_factory=lambda: [320, 640, 1280, 1280])
-    down_block_types: list[str] = field(
-        default_factory=lambda: ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"]
-    )
+    down_block_types: list[str] = field(default_factory=lambda: ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"])
     up_block_types: list[str] = field(default_factory=lambda: ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3)
     layers_per_block: int = 2
     head_dim: int = 64  # channels per attention head (SD-2 stores this as head counts 5/10/20/20)

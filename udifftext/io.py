@@ -67,9 +67,7 @@ def atomic_save_image(path: str | Path, image: Any) -> Path:
     return atomic_write(path, lambda tmp: image.save(tmp, format=fmt))
 
 
-def save_state_dict(
-    state: Mapping[str, Any], path: str | Path, metadata: dict[str, str] | None = None
-) -> Path:
+def save_state_dict(state: Mapping[str, Any], path: str | Path, metadata: dict[str, str] | None = None) -> Path:
     """Write tensors as safetensors (contiguous CPU copies), atomically."""
     from safetensors.torch import save_file
 
@@ -89,9 +87,7 @@ def load_state_dict(path: str | Path, expected: str, source: str) -> dict[str, A
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def load_strict(
-    module: Any, state: Mapping[str, Any], expected_missing: Iterable[str] = (), what: str = ""
-) -> None:
+def load_strict(module: Any, state: Mapping[str, Any], expected_missing: Iterable[str] = (), what: str = "") -> None:
     """`load_state_dict(strict=True)` except for keys listed as expected to be missing.
 
     Any other missing or unexpected key is an error naming the first few offenders.
