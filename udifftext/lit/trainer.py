@@ -1,0 +1,116 @@
+"""One Lightning `Trainer` setup shared by every training script (encoder, recognizer, UNet).
+
+Why one place: checkpoints, resume, logs and the saved config must look the same for every stage, so a run
+folder is always ``OUT/config.yaml``, ``OUT/checkpoints/{last,step=N}.ckpt`` and
+``OUT/logs/version_K/metrics.csv`` (one version per launch: a resumed run never overwrites earlier logs).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.loggers import CSVLogger, Logger
+
+from udifftext.config import OptimConfig, TrainConfig, save_config
+from udifftext.io import require_path
+
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"
+RUN_CONFIG = "config.yaml"
+
+
+def save_run_config(cfg: Any, out_dir: str | Path) -> Path:
+    """Write the resolved stage config as ``out_dir/config.yaml`` (before training starts)."""
+    return save_config(cfg, out_dir, RUN_CONFIG)
+
+
+def resolve_resume(out_dir: str | Path, resume: str | None) -> str | None:
+    """The checkpoint to resume from: an explicit `--resume` path, else ``out_dir/checkpoints/last.ckpt``.
+
+    Returns None for a fresh run. An explicit path that does not exist is an error, not a silent restart.
+    """
+    if resume:
+        path = require_path(resume, "a Lightning checkpoint (.ckpt) to resume from", "an earlier training run")
+        return str(path)
+    last = Path(out_dir) / CHECKPOINT_DIR / LAST_CHECKPOINT
+    return str(last) if last.is_file() else None
+
+
+def _loggers(out_dir: Path) -> list[Logger]:
+    loggers: list[Logger] = [CSVLogger(str(out_dir), name="logs")]
+    if importlib.util.find_spec("tensorboard") is not None or importlib.util.find_spec("tensorboardX") is not None:
+        from pytorch_lightning.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(str(out_dir), name="tensorboard"))
+    return loggers
+
+
+def build_trainer(
+    train_cfg: TrainConfig,
+    out_dir: str | Path,
+    accelerator: str = "auto",
+    devices: int | str = "auto",
+    extra_callbacks: Sequence[Callback] = (),
+) -> pl.Trainer:
+    """A step-based `pl.Trainer`: periodic + last checkpoints, CSV logs, progress bar, clip/accumulate/precision.
+
+    Validation runs every `train_cfg.val_every` optimizer steps regardless of epoch boundaries;
+    no sanity validation (a CPU run should start training at once).
+    """
+    out_dir = Path(out_dir)
+    checkpoint = ModelCheckpoint(
+        dirpath=str(out_dir / CHECKPOINT_DIR),
+        filename="step={step}",
+        auto_insert_metric_name=False,
+        every_n_train_steps=train_cfg.ckpt_every,
+        save_top_k=1,  # with no monitor: keep only the newest periodic checkpoint beside last.ckpt
+        save_last=True,
+    )
+    callbacks: list[Callback] = [
+        checkpoint,
+        TQDMProgressBar(refresh_rate=max(1, train_cfg.log_every)),
+        LearningRateMonitor(logging_interval="step"),
+        *extra_callbacks,
+    ]
+    return pl.Trainer(
+        default_root_dir=str(out_dir),
+        accelerator=accelerator,
+        devices=devices,
+        strategy=train_cfg.strategy,
+        precision=train_cfg.precision,
+        max_steps=train_cfg.max_steps,
+        max_epochs=-1,
+        accumulate_grad_batches=train_cfg.accumulate_grad_batches,
+        gradient_clip_val=train_cfg.grad_clip or None,
+        log_every_n_steps=train_cfg.log_every,
+        val_check_interval=train_cfg.val_every,
+        check_val_every_n_epoch=None,
+        num_sanity_val_steps=0,
+        logger=_loggers(out_dir),
+        callbacks=callbacks,
+        enable_model_summary=False,
+    )
+
+
+def build_optimizer(params: Iterable[torch.nn.Parameter], optim: OptimConfig, steps_per_epoch: int) -> dict[str, Any]:
+    """AdamW with linear warmup and a per-"epoch" multiplicative decay (upstream: 0.95 per epoch).
+
+    Returns Lightning's ``configure_optimizers`` dict with a per-step scheduler.
+    """
+    if steps_per_epoch < 1:
+        raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+    optimizer = torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay, betas=tuple(optim.betas))
+
+    def factor(step: int) -> float:
+        warmup = min(1.0, (step + 1) / optim.warmup_steps) if optim.warmup_steps > 0 else 1.0
+        return warmup * math.pow(optim.lr_decay, step // steps_per_epoch)
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
