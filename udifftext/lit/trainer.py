@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,34 @@ def resolve_resume(out_dir: str | Path, resume: str | None) -> str | None:
         return str(path)
     last = Path(out_dir) / CHECKPOINT_DIR / LAST_CHECKPOINT
     return str(last) if last.is_file() else None
+
+
+class Throughput(Callback):
+    """Logs ``perf/samples_per_s``: training samples per wall-clock second over the last `every` batches."""
+
+    def __init__(self, every: int):
+        self.every = max(1, every)
+        self._start = 0.0
+        self._samples = 0
+        self._batches = 0
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int):
+        if self._batches == 0:
+            self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int):
+        self._samples += batch_size_of(batch)
+        self._batches += 1
+        if self._batches >= self.every:
+            rate = self._samples / max(time.perf_counter() - self._start, 1e-9)
+            pl_module.log("perf/samples_per_s", rate, prog_bar=True)
+            self._samples = self._batches = 0
+
+
+def batch_size_of(batch: Any) -> int:
+    """Leading size of the first tensor in a dict / sequence batch."""
+    values = batch.values() if isinstance(batch, dict) else batch
+    return next(v.shape[0] for v in values if isinstance(v, torch.Tensor))
 
 
 def _loggers(out_dir: Path) -> list[Logger]:
@@ -77,6 +106,7 @@ def build_trainer(
         checkpoint,
         TQDMProgressBar(refresh_rate=max(1, train_cfg.log_every)),
         LearningRateMonitor(logging_interval="step"),
+        Throughput(train_cfg.log_every),
         *extra_callbacks,
     ]
     return pl.Trainer(
