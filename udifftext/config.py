@@ -57,6 +57,7 @@ class RecognizerConfig:
     depth: int = 12
     heads: int = 3
     mlp_ratio: float = 4.0
+    first_token: int = 0  # output token of the first character; 1 for upstream ViTSTR .pth (token 0 = [GO])
     weights: str = ""  # our exported safetensors or an upstream ViTSTR .pth; "" = random
 
 
@@ -84,13 +85,24 @@ class DataConfig:
     length: int = 100_000  # samples per epoch for procedurally generated data
     fonts_dir: str = "data/fonts"
     word_list: str = "data/words/words.txt"
-    backgrounds_dir: str = ""  # folder of photos; "" = procedural backgrounds only
+    backgrounds_dir: str = "data/backgrounds"  # folder of photos; "" = procedural backgrounds only
+    photo_background_prob: float = 0.5  # share of synthetic backgrounds cut from those photos
     random_string_prob: float = 0.3  # share of texts drawn as random strings over the alphabet
     heldout_word_fraction: float = 0.1  # share of the word list reserved for the held-out split
-    heldout_fonts: list[str] = field(default_factory=list)  # font file names never used in training
+    # Font file names never used in training: one serif, one geometric sans, one mono, one handwriting family.
+    heldout_fonts: list[str] = field(
+        default_factory=lambda: [
+            "Caladea-Regular.ttf",
+            "URWGothic-Demi.otf",
+            "NimbusMonoPS-Bold.otf",
+            "ComicNeue-Regular.otf",
+            "ComicNeue-Bold.otf",
+        ]
+    )
     words_per_image: list[int] = field(default_factory=lambda: [1, 3])  # inclusive range
     crop_min_area_ratio: float = 0.04  # crop around boxes smaller than this share of the image
     min_box_ratio: float = 0.0  # skip samples whose box is smaller than this share of the image
+    seg_min_ratio: float = 0.001  # skip samples whose mean character area is below this share (upstream)
     word_crop_height: int = 32
     word_crop_width: int = 128
     strict: bool = False  # unreadable files raise instead of being skipped and counted
@@ -216,6 +228,8 @@ class EncoderStageConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4))
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval_samples: int = 1024  # held-out crops for validation and the final figures
+    retrieval_pool: int = 256  # text->image retrieval top-1 is measured among this many held-out crops
 
 
 @dataclass
@@ -245,8 +259,18 @@ class SampleConfig:
     guidance_scale: float = 5.0
     seed: int = 0
     blend_width: int = 3  # pixels of soft blend inside the mask edge when pasting back
+    attention_heatmaps: bool = True  # capture the middle step's attention for per-character heatmaps
     noise_selection: NoiseSelectionConfig = field(default_factory=NoiseSelectionConfig)
     refinement: RefinementConfig = field(default_factory=RefinementConfig)
+
+
+@dataclass
+class EvalVariantConfig:
+    """A baseline / ablation row sampled on the same cases: another model folder and/or sample overrides."""
+
+    name: str = ""
+    model: str = ""  # pipeline folder; "" = the main model (sample.model)
+    overrides: list[str] = field(default_factory=list)  # dotted SampleConfig overrides: noise_selection.enabled=false
 
 
 @dataclass
@@ -257,10 +281,13 @@ class EvalConfig:
     data: DataConfig = field(default_factory=lambda: DataConfig(split="heldout"))
     protocols: list[str] = field(default_factory=lambda: ["reconstruction", "editing"])
     num_cases: int = 100
-    seed: int = 0
+    seed: int = 0  # picks the cases and the editing words
     judge: str = "rapidocr"
+    second_judge: bool = True  # also read with our ViTSTR when the model folder has recognizer.safetensors
+    variants: list[EvalVariantConfig] = field(default_factory=list)  # rows beside the main model
     inception_weights: str = ""  # pt_inception-2015-12-05 .pth; "" = stand-in feature net, labelled
     lpips_weights: str = ""  # torchvision alexnet .pth; "" = skip LPIPS with a note
+    grid_cases: int = 4  # best and worst cases per protocol shown in the grid
     out_dir: str = "runs/eval"
 
 

@@ -1,0 +1,77 @@
+"""Word list, fonts, held-out split, glyph rendering and word crops."""
+
+import numpy as np
+import pytest
+import torch
+
+from udifftext.config import DEFAULT_ALPHABET, DataConfig
+from udifftext.data.render import load_font, render_glyph, render_word
+from udifftext.data.synth import WordCropDataset
+from udifftext.data.words import TextSampler, list_fonts, load_words, split_fonts
+
+
+def test_every_font_inks_every_character():
+    fonts = list_fonts("data/fonts")
+    assert len(fonts) >= 12
+    for path in fonts:
+        font = load_font(path, 24)
+        blank = [c for c in DEFAULT_ALPHABET if np.asarray(font.getmask(c)).max() == 0]
+        assert not blank, f"{path.name} draws nothing for {blank}"
+
+
+def test_heldout_split_is_disjoint_from_train():
+    cfg = DataConfig()
+    train, heldout = load_words(cfg, "train"), load_words(cfg, "heldout")
+    assert not {w.lower() for w in train} & {w.lower() for w in heldout}
+    assert 0.07 < len(heldout) / (len(train) + len(heldout)) < 0.13
+    train_fonts, heldout_fonts = split_fonts(cfg, "train"), split_fonts(cfg, "heldout")
+    assert sorted(p.name for p in heldout_fonts) == sorted(cfg.heldout_fonts)
+    assert not {p.name for p in train_fonts} & set(cfg.heldout_fonts)
+    # texts drawn for training never hit a held-out word, in any case variant
+    sampler = TextSampler.from_config(cfg, "train")
+    rng = np.random.default_rng(0)
+    heldout_lower = {w.lower() for w in heldout}
+    texts = [sampler.sample(rng) for _ in range(3000)]
+    assert not [t for t in texts if t.lower() in heldout_lower]
+    assert set("".join(texts)) == set(DEFAULT_ALPHABET)  # case variants + random strings cover the alphabet
+    assert all(1 <= len(t) <= 12 for t in texts)
+
+
+def test_unknown_heldout_font_is_an_error():
+    with pytest.raises(ValueError, match="Nope.ttf"):
+        split_fonts(DataConfig(heldout_fonts=["Nope.ttf"]), "train")
+
+
+def test_render_word_char_maps_union_is_the_word():
+    word = render_word("Hi!j", "data/fonts/dejavu/DejaVuSans.ttf", 40)
+    assert word.char_alphas.shape[0] == 4
+    assert all(a.max() > 0.9 for a in word.char_alphas)
+    top, bottom, left, right = word.ink_box
+    assert 0 <= top < bottom <= word.alpha.shape[0] and 0 <= left < right <= word.alpha.shape[1]
+    # characters advance left to right
+    centres = [np.nonzero(a.max(axis=0) > 0.5)[0].mean() for a in word.char_alphas]
+    assert centres == sorted(centres)
+
+
+def test_render_glyph_fills_the_box():
+    glyph = render_glyph("Hello", 32, 128)
+    assert glyph.shape == (32, 128) and glyph.dtype == np.float32
+    assert 0.0 <= glyph.min() and glyph.max() <= 1.0
+    assert glyph[:, :8].max() > 0.5 and glyph[:, -8:].max() > 0.5  # ink reaches both ends
+    assert np.array_equal(render_glyph("", 8, 8), np.zeros((8, 8), np.float32))
+    with pytest.raises(ValueError, match="height"):
+        render_glyph("a", 0, 8)
+
+
+def test_word_crops_are_deterministic_and_split_aware():
+    cfg = DataConfig(length=16, word_crop_height=16, word_crop_width=64)
+    ds = WordCropDataset(cfg)
+    a, b = ds[3], WordCropDataset(cfg)[3]
+    assert a["word_crop"].shape == (1, 16, 64) and a["word_crop"].dtype == torch.float32
+    assert torch.equal(a["word_crop"], b["word_crop"]) and a["text"] == b["text"]
+    assert 0.0 <= a["word_crop"].min() and a["word_crop"].max() <= 1.0
+    assert a["word_crop"].std() > 0.02  # there is a word on it
+    assert ds[4]["text"] != a["text"] or not torch.equal(ds[4]["word_crop"], a["word_crop"])
+    heldout = WordCropDataset(DataConfig(length=16, split="heldout", random_string_prob=0.0))
+    heldout_words = {w.lower() for w in load_words(heldout.cfg, "heldout")}
+    assert all(heldout[i]["text"].lower() in heldout_words for i in range(8))

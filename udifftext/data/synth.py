@@ -1,0 +1,278 @@
+"""Synthetic text in images: full training samples with exact per-character masks, and word crops.
+
+Every sample is a pure function of (cfg.seed, split, index): `np.random.default_rng` is seeded with
+those numbers, so the same index gives the same pixels in any process or DataLoader worker.
+The held-out split (words and fonts) is defined in `udifftext/data/words.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from udifftext.config import DataConfig
+from udifftext.data.backgrounds import BackgroundSampler
+from udifftext.data.datasets import make_sample
+from udifftext.data.render import RenderedWord, fill_polygon, ink_box, render_glyph, render_word, resize
+from udifftext.data.transforms import compute_roi_crop
+from udifftext.data.words import SYNTHETIC_SPLITS, TextSampler, check_split, split_fonts
+
+__all__ = ["SyntheticTextDataset", "WordCropDataset", "render_glyph"]
+
+SCENE_STREAM, CROP_STREAM = 0, 1  # separate random streams for the two datasets
+MIN_CONTRAST = 0.3  # minimum luminance difference between text and the background under it
+CHAR_THRESHOLD = 0.3  # soft ink above this (after resizing) belongs to a character's mask
+POLYGON_PAD = 0.12  # word polygon = ink box grown by this share of the font size
+
+
+def _luminance(rgb: np.ndarray) -> float:
+    return float(np.dot(rgb, [0.299, 0.587, 0.114]))
+
+
+def text_colour(rng: np.random.Generator, background: np.ndarray) -> np.ndarray:
+    """A random RGB colour at least MIN_CONTRAST away in luminance from the mean `background` colour."""
+    bg = _luminance(background.reshape(-1, 3).mean(axis=0))
+    colour = rng.random(3).astype(np.float32)
+    if abs(_luminance(colour) - bg) < MIN_CONTRAST:
+        colour = colour * 0.3 if bg > 0.5 else 0.7 + 0.3 * colour  # push to dark or light
+    return colour
+
+
+def _rng(cfg: DataConfig, split: str, stream: int, index: int) -> np.random.Generator:
+    return np.random.default_rng([cfg.seed, SYNTHETIC_SPLITS.index(split), stream, index])
+
+
+class _TextSource:
+    """Texts, fonts and backgrounds of one split of the synthetic engine."""
+
+    def __init__(self, cfg: DataConfig) -> None:
+        check_split(cfg.split)
+        self.cfg = cfg
+        self.texts = TextSampler.from_config(cfg, cfg.split)
+        self.fonts = [str(p) for p in split_fonts(cfg, cfg.split)]
+        self.backgrounds = BackgroundSampler(cfg.backgrounds_dir, cfg.photo_background_prob)
+
+    def draw(self, rng: np.random.Generator, size: int) -> _Drawn:
+        """A random text in a random font at `size` px, with random letter spacing."""
+        text = self.texts.sample(rng)
+        font = self.fonts[int(rng.integers(len(self.fonts)))]
+        return _Drawn(text, font, rng.uniform(-0.03, 0.2), size)
+
+
+@dataclass
+class _Drawn:
+    text: str
+    font: str
+    tracking: float  # extra space between characters, as a share of the font size
+    size: int
+
+    def render(self) -> RenderedWord:
+        margin = int(np.ceil(POLYGON_PAD * self.size)) + 2  # room for the padded polygon
+        return render_word(self.text, self.font, self.size, self.tracking * self.size, margin)
+
+
+class WordCropDataset(Dataset):
+    """Fast word crops for recognizer and char-encoder training: {"word_crop": (1, h, w) in [0, 1], "text"}.
+
+    Each crop: one word, random font/size/colour/background, a small rotation, cut tightly around the ink
+    with a small random margin, grayscale, stretched to (word_crop_height, word_crop_width) as upstream.
+    """
+
+    def __init__(self, cfg: DataConfig) -> None:
+        self.source = _TextSource(cfg)
+        self.cfg = cfg
+
+    def __len__(self) -> int:
+        return self.cfg.length
+
+    def __getitem__(self, index: int) -> dict:
+        cfg = self.cfg
+        rng = _rng(cfg, cfg.split, CROP_STREAM, index)
+        size = int(rng.integers(max(cfg.word_crop_height, 24), 2 * max(cfg.word_crop_height, 24) + 1))
+        drawn = self.source.draw(rng, size)
+        alpha = drawn.render().alpha  # (h, w)
+        angle = float(np.clip(rng.normal(0, 3), -8, 8))
+        h, w = alpha.shape
+        rot = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+        cos, sin = abs(rot[0, 0]), abs(rot[0, 1])
+        nw, nh = int(h * sin + w * cos) + 1, int(h * cos + w * sin) + 1
+        rot[:, 2] += ((nw - w) / 2, (nh - h) / 2)
+        alpha = cv2.warpAffine(alpha, rot, (nw, nh), flags=cv2.INTER_LINEAR)  # (nh, nw)
+        top, bottom, left, right = ink_box(alpha, 0.1)
+        pad = rng.uniform(0, 0.15, 4) * (bottom - top)
+        top, left = max(int(top - pad[0]), 0), max(int(left - pad[1]), 0)
+        bottom, right = min(int(bottom + pad[2]) + 1, nh), min(int(right + pad[3]) + 1, nw)
+        alpha = alpha[top:bottom, left:right]
+        background = self.source.backgrounds.sample(rng, *alpha.shape)  # (h, w, 3)
+        colour = text_colour(rng, background)
+        image = background * (1 - alpha[..., None]) + colour * alpha[..., None]  # (h, w, 3)
+        if rng.random() < 0.3:
+            image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.3, 1.2))
+        gray = cv2.cvtColor(np.clip(image, 0, 1).astype(np.float32), cv2.COLOR_RGB2GRAY)
+        crop = np.clip(resize(gray, cfg.word_crop_height, cfg.word_crop_width), 0, 1)
+        return {"word_crop": torch.from_numpy(crop)[None], "text": drawn.text}  # (1, h, w)
+
+
+@dataclass
+class _PlacedWord:
+    drawn: _Drawn
+    word: RenderedWord
+    homography: np.ndarray  # (3, 3) word canvas -> scene
+    region: tuple[int, int, int, int]  # (top, bottom, left, right) of the warped word in the scene
+
+
+def _quad(word: RenderedWord, pad: float) -> np.ndarray:
+    """(4, 2) xy corners of the word's ink box grown by `pad` px, clockwise from top-left."""
+    top, bottom, left, right = word.ink_box
+    return np.array(
+        [[left - pad, top - pad], [right + pad, top - pad], [right + pad, bottom + pad], [left - pad, bottom + pad]],
+        np.float32,
+    )
+
+
+def _warp_points(homography: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return cv2.perspectiveTransform(points.reshape(-1, 1, 2).astype(np.float64), homography).reshape(-1, 2)
+
+
+class SyntheticTextDataset(Dataset):
+    """Scenes with 1..N words on a photo or procedural background, viewed through the crop around the target.
+
+    The first word drawn is the target: its text, filled polygon (mask), exact per-character ink masks
+    (`char_seg`) and box are returned at the model resolution; the others are distractor text that stays
+    in the image. See `udifftext/data/datasets.py` for the batch contract.
+    """
+
+    def __init__(self, cfg: DataConfig) -> None:
+        lo, hi = cfg.words_per_image
+        if not 1 <= lo <= hi:
+            raise ValueError(f"words_per_image must be [lo, hi] with 1 <= lo <= hi, got {cfg.words_per_image}")
+        self.source = _TextSource(cfg)
+        self.cfg = cfg
+        self.skipped: dict[str, int] = {}  # nothing is filtered: every synthetic sample is valid by construction
+
+    def __len__(self) -> int:
+        return self.cfg.length
+
+    def _place(self, rng: np.random.Generator, height: int, width: int, avoid: tuple | None) -> _PlacedWord | None:
+        """Render one word and choose a rotation/perspective/position fully inside the scene."""
+        side = min(height, width)
+        drawn = self.source.draw(rng, max(int(rng.uniform(0.06, 0.25) * side), 6))
+        word = drawn.render()
+        h, w = word.alpha.shape
+        angle = np.deg2rad(float(np.clip(rng.normal(0, 6), -20, 20)))
+        jitter = rng.uniform(-0.04, 0.04, (4, 2)) * max(h, w)
+        src = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
+        centred = src - (w / 2, h / 2)
+        rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        dst = centred @ rot.T + jitter
+        extent = dst.max(axis=0) - dst.min(axis=0)
+        scale = min(1.0, 0.9 * width / extent[0], 0.9 * height / extent[1])
+        if scale < 1.0:  # too large for the scene: render again smaller rather than resample
+            drawn.size = max(int(drawn.size * scale), 6)
+            word = drawn.render()
+            h, w = word.alpha.shape
+            src = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
+            dst = (src - (w / 2, h / 2)) @ rot.T + jitter * scale
+            extent = dst.max(axis=0) - dst.min(axis=0)
+        for _ in range(10):
+            offset = (rng.uniform(0, width - extent[0]), rng.uniform(0, height - extent[1])) - dst.min(axis=0)
+            corners = (dst + offset).astype(np.float32)
+            left, top = np.floor(corners.min(axis=0)).astype(int)
+            right, bottom = np.ceil(corners.max(axis=0)).astype(int)
+            region = (max(top, 0), min(bottom, height), max(left, 0), min(right, width))
+            if avoid is None or not _overlap(region, avoid):
+                homography = cv2.getPerspectiveTransform(src, corners)
+                return _PlacedWord(drawn, word, homography, region)
+        return None
+
+    def _composite(self, rng: np.random.Generator, scene: np.ndarray, placed: _PlacedWord) -> None:
+        """Draw the word into `scene` (in place): optional shadow or outline, then the fill colour."""
+        top, bottom, left, right = placed.region
+        warp = _shift(-left, -top) @ pixel_warp(placed.homography)
+        alpha = cv2.warpPerspective(placed.word.alpha, warp, (right - left, bottom - top))
+        patch = scene[top:bottom, left:right]
+        colour = text_colour(rng, patch)
+        effect = rng.random()
+        if effect < 0.15:  # drop shadow
+            dx, dy = rng.integers(1, 4, 2)
+            shadow = cv2.GaussianBlur(np.roll(alpha, (int(dy), int(dx)), axis=(0, 1)), (0, 0), 1.0)
+            patch[:] = patch * (1 - 0.6 * shadow[..., None])
+        elif effect < 0.3:  # outline in the contrasting colour
+            outline = cv2.dilate(alpha, np.ones((3, 3), np.uint8))
+            patch[:] = patch * (1 - outline[..., None]) + (1 - colour) * outline[..., None]
+        opacity = rng.uniform(0.85, 1.0)
+        patch[:] = patch * (1 - opacity * alpha[..., None]) + colour * (opacity * alpha[..., None])
+
+    def __getitem__(self, index: int) -> dict:
+        cfg = self.cfg
+        rng = _rng(cfg, cfg.split, SCENE_STREAM, index)
+        base = max(cfg.resolution, 256) * rng.uniform(1.0, 1.5)
+        aspect = rng.uniform(0.6, 1.6)
+        height, width = (int(base), int(base * aspect)) if aspect < 1 else (int(base / aspect), int(base))
+        scene = self.source.backgrounds.sample(rng, height, width).copy()  # (H, W, 3)
+        target = self._place(rng, height, width, None)
+        assert target is not None  # the first word is placed without constraints
+        lo, hi = cfg.words_per_image
+        words = [target]
+        for _ in range(int(rng.integers(lo, hi + 1)) - 1):
+            other = self._place(rng, height, width, _grow(target.region, 4))
+            if other is not None:
+                words.append(other)
+        for placed in words:
+            self._composite(rng, scene, placed)
+        if rng.random() < 0.3:
+            scene = cv2.GaussianBlur(scene, (0, 0), rng.uniform(0.3, 1.0))
+        scene = np.clip(scene + rng.normal(0, 0.01, scene.shape).astype(np.float32), 0, 1)
+
+        polygon = _warp_points(target.homography, _quad(target.word, POLYGON_PAD * target.drawn.size))
+        crop = compute_roi_crop((height, width), polygon, cfg.resolution, cfg.crop_min_area_ratio)
+        image = crop.apply_image(scene)  # (R, R, 3)
+        mask = fill_polygon(cfg.resolution, cfg.resolution, crop.apply_points(polygon))  # (R, R)
+        char_seg = char_masks(target.word, crop.matrix @ target.homography, cfg.resolution)
+        return make_sample(image, mask, char_seg, target.drawn.text, cfg)
+
+
+def char_masks(word: RenderedWord, homography: np.ndarray, resolution: int) -> np.ndarray:
+    """Each character's ink warped by `homography` (word canvas -> model xy), thresholded: (L, R, R) bool.
+
+    Warps only the word's bounding box; when the warp shrinks, the ink is blurred first so thin strokes
+    average into grey (as area resizing of the image does) instead of vanishing between samples.
+    """
+    h, w = word.alpha.shape
+    corners = _warp_points(homography, np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32))
+    left, top = np.clip(np.floor(corners.min(axis=0)).astype(int), 0, resolution)
+    right, bottom = np.clip(np.ceil(corners.max(axis=0)).astype(int), 0, resolution)
+    out = np.zeros((len(word.char_alphas), resolution, resolution), bool)  # (L, R, R)
+    if right <= left or bottom <= top:
+        return out
+    warp = _shift(-left, -top) @ pixel_warp(homography)
+    shrink = np.sqrt(abs(np.linalg.det(homography[:2, :2])))  # linear scale of the warp
+    sigma = 0.5 * (1.0 / shrink - 1.0) if shrink < 1 else 0.0
+    for j, alpha in enumerate(word.char_alphas):
+        if sigma > 0.2:
+            alpha = cv2.GaussianBlur(alpha, (0, 0), sigma)
+        patch = cv2.warpPerspective(alpha, warp, (right - left, bottom - top), flags=cv2.INTER_LINEAR)
+        out[j, top:bottom, left:right] = patch > CHAR_THRESHOLD
+    return out
+
+
+def _shift(dx: float, dy: float) -> np.ndarray:
+    return np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1]], np.float64)
+
+
+def pixel_warp(homography: np.ndarray) -> np.ndarray:
+    """A continuous-xy homography as cv2 wants it: cv2 puts pixel centres at integers, we at +0.5."""
+    return _shift(-0.5, -0.5) @ homography @ _shift(0.5, 0.5)
+
+
+def _overlap(a: tuple, b: tuple) -> bool:
+    return a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]
+
+
+def _grow(region: tuple, px: int) -> tuple:
+    top, bottom, left, right = region
+    return top - px, bottom + px, left - px, right + px

@@ -1,0 +1,182 @@
+"""The crop around the text region (upstream's dataset preprocessing) and its exact inverse for sampling.
+
+Upstream (§6 of UPSTREAM.md): pad the image to a square with a replicated border; when the text box
+covers less than `min_area_ratio` (4 %) of that square, cut a square window of side
+max(sqrt(box_area / ratio), box h, box w) centred on the box (clamped to the square); resize the window
+to the model resolution. `RoiCrop` records that mapping so a generated crop can be pasted back into the
+original image, changing only pixels under the mask.
+
+Coordinates are continuous: pixel (i, j) covers [j, j+1) x [i, i+1); points are (x, y).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from udifftext.data.render import resize
+
+
+def _box_points(polygon_or_box: Any) -> np.ndarray:
+    """(N, 2) xy points from an (N, 2) polygon or a (top, bottom, left, right) box."""
+    arr = np.asarray(polygon_or_box, np.float64)
+    if arr.shape == (4,):
+        top, bottom, left, right = arr
+        return np.array([[left, top], [right, top], [right, bottom], [left, bottom]])
+    if arr.ndim != 2 or arr.shape[1] != 2 or arr.shape[0] < 1:
+        raise ValueError(f"polygon_or_box must be (N, 2) xy or (top, bottom, left, right), got shape {arr.shape}")
+    return arr
+
+
+@dataclass(frozen=True)
+class RoiCrop:
+    """Image -> model-resolution square: pad to square, cut a window, resize. See the module docstring."""
+
+    image_hw: tuple[int, int]  # original (H, W)
+    pad: tuple[int, int]  # (top, left) padding that makes the image a square of side max(H, W)
+    window: tuple[int, int, int]  # (y0, x0, side) of the square window, in original-image coordinates
+    resolution: int  # model resolution R
+
+    @property
+    def scale(self) -> float:
+        return self.resolution / self.window[2]
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """(3, 3) affine map from original-image xy to model xy."""
+        y0, x0, _ = self.window
+        s = self.scale
+        return np.array([[s, 0, -x0 * s], [0, s, -y0 * s], [0, 0, 1]], np.float64)
+
+    def _window_of(self, array: np.ndarray, border: int) -> np.ndarray:
+        """The (side, side, ...) window of `array`, padding outside the image with `border`."""
+        height, width = self.image_hw
+        if array.shape[:2] != (height, width):
+            raise ValueError(f"array must be {self.image_hw} in its first two dims, got {array.shape[:2]}")
+        y0, x0, side = self.window
+        sub = array[max(y0, 0) : min(y0 + side, height), max(x0, 0) : min(x0 + side, width)]
+        pads = (max(-y0, 0), max(y0 + side - height, 0), max(-x0, 0), max(x0 + side - width, 0))
+        if any(pads):
+            sub = cv2.copyMakeBorder(np.ascontiguousarray(sub), *pads, border, value=0)
+        return sub
+
+    def apply_image(self, image: np.ndarray) -> np.ndarray:
+        """(H, W[, C]) image -> (R, R[, C]): replicated border, area/bilinear resize, same dtype."""
+        window = self._window_of(image, cv2.BORDER_REPLICATE)
+        out = resize(window, self.resolution, self.resolution)
+        return out.reshape(self.resolution, self.resolution, *image.shape[2:])
+
+    def apply_mask(self, mask: np.ndarray) -> np.ndarray:
+        """(H, W) binary mask -> (R, R) uint8; outside the image counts as 0; kept where >= half covered."""
+        window = self._window_of(np.asarray(mask, np.float32), cv2.BORDER_CONSTANT)
+        return (resize(window, self.resolution, self.resolution) >= 0.5).astype(np.uint8)
+
+    def apply_labels(self, labels: np.ndarray) -> np.ndarray:
+        """(H, W) integer label map (e.g. character classes) -> (R, R), nearest neighbour, 0 outside."""
+        window = self._window_of(labels, cv2.BORDER_CONSTANT)
+        r = self.resolution
+        return cv2.resize(window, (r, r), interpolation=cv2.INTER_NEAREST)
+
+    def apply_points(self, points: np.ndarray) -> np.ndarray:
+        """(N, 2) original xy -> (N, 2) model xy."""
+        pts = np.asarray(points, np.float64).reshape(-1, 2)
+        y0, x0, _ = self.window
+        return (pts - (x0, y0)) * self.scale
+
+    def inverse_points(self, points: np.ndarray) -> np.ndarray:
+        """(N, 2) model xy -> (N, 2) original xy."""
+        pts = np.asarray(points, np.float64).reshape(-1, 2)
+        y0, x0, _ = self.window
+        return pts / self.scale + (x0, y0)
+
+    def paste_back(self, original: Any, generated: Any, mask: Any, blend_width: int = 3) -> Any:
+        """Put a generated (R, R) crop back into the original image; pixels outside `mask` stay bit-identical.
+
+        `original` (H, W, C) and `generated` (R, R, C) share a dtype/range (uint8 or float numpy), or are
+        torch tensors (C, H, W) / (C, R, R). `mask` (H, W) (or (1, H, W)) marks the generated region in the
+        original image. Inside it, the blend weight rises from 1/blend_width at the edge to 1 at
+        `blend_width` px deep (blend_width=0: a hard paste).
+        """
+        if blend_width < 0:
+            raise ValueError(f"blend_width must be >= 0, got {blend_width}")
+        as_torch = type(original).__module__.startswith("torch")
+        if as_torch:
+            result = self._paste_numpy(
+                original.detach().cpu().permute(1, 2, 0).numpy(),
+                generated.detach().cpu().permute(1, 2, 0).numpy(),
+                mask.detach().cpu().numpy(),
+                blend_width,
+            )
+            import torch
+
+            return torch.from_numpy(result).permute(2, 0, 1).to(original.device)  # (C, H, W)
+        return self._paste_numpy(np.asarray(original), np.asarray(generated), np.asarray(mask), blend_width)
+
+    def _paste_numpy(self, original: np.ndarray, generated: np.ndarray, mask: np.ndarray, blend_width: int):
+        height, width = self.image_hw
+        r = self.resolution
+        if original.shape[:2] != (height, width):
+            raise ValueError(f"original must be {self.image_hw} (H, W, ...), got {original.shape}")
+        if generated.shape[:2] != (r, r) or generated.shape[2:] != original.shape[2:]:
+            raise ValueError(f"generated must be ({r}, {r}, {original.shape[2:]}), got {generated.shape}")
+        mask = mask.reshape(height, width) if mask.size == height * width else mask
+        if mask.shape != (height, width):
+            raise ValueError(f"mask must be {self.image_hw}, got {mask.shape}")
+        y0, x0, side = self.window
+        full = resize(generated.astype(np.float32), side, side).reshape(side, side, *generated.shape[2:])
+        inside = (mask > 0.5).astype(np.uint8)
+        if blend_width > 0:
+            dist = cv2.distanceTransform(inside, cv2.DIST_L2, 3)  # px to the nearest unmasked pixel
+            weight = np.clip(dist / blend_width, 0.0, 1.0)
+        else:
+            weight = inside.astype(np.float32)
+        ys, xs = np.nonzero(weight > 0)
+        keep = (ys >= y0) & (ys < y0 + side) & (xs >= x0) & (xs < x0 + side)  # the crop covers these
+        ys, xs = ys[keep], xs[keep]
+        w = weight[ys, xs].reshape(-1, *([1] * (original.ndim - 2)))
+        blended = original[ys, xs].astype(np.float32) * (1 - w) + full[ys - y0, xs - x0] * w
+        if np.issubdtype(original.dtype, np.integer):
+            info = np.iinfo(original.dtype)
+            blended = np.clip(np.rint(blended), info.min, info.max)
+        out = original.copy()
+        out[ys, xs] = blended.astype(original.dtype)
+        return out
+
+
+def compute_roi_crop(
+    image_hw: tuple[int, int], polygon_or_box: Any, resolution: int, min_area_ratio: float = 0.04
+) -> RoiCrop:
+    """The crop for a text region given as an (N, 2) xy polygon or a (top, bottom, left, right) box.
+
+    The box is the polygon's axis-aligned bounds; "image area" is the padded square's.
+    """
+    height, width = (int(v) for v in image_hw)
+    if height < 1 or width < 1:
+        raise ValueError(f"image_hw must be positive (H, W), got {image_hw}")
+    if resolution < 1:
+        raise ValueError(f"resolution must be >= 1, got {resolution}")
+    if not 0 < min_area_ratio <= 1:
+        raise ValueError(f"min_area_ratio must be in (0, 1], got {min_area_ratio}")
+    pts = _box_points(polygon_or_box)
+    side = max(height, width)
+    pad_top, pad_left = (side - height) // 2, (side - width) // 2
+    left, top = np.clip(pts.min(axis=0), 0, (width, height))
+    right, bottom = np.clip(pts.max(axis=0), 0, (width, height))
+    area = (bottom - top) * (right - left)
+    # window in padded-square coordinates
+    if area < min_area_ratio * side * side:
+        box_h = math.ceil(bottom) - math.floor(top)
+        box_w = math.ceil(right) - math.floor(left)
+        d = min(max(math.ceil(math.sqrt(area / min_area_ratio)), box_h, box_w, 1), side)
+        cy, cx = (top + bottom) / 2 + pad_top, (left + right) / 2 + pad_left
+        y0 = int(np.clip(round(cy - d / 2), 0, side - d))
+        x0 = int(np.clip(round(cx - d / 2), 0, side - d))
+        y0 = int(np.clip(y0, math.ceil(bottom) + pad_top - d, math.floor(top) + pad_top))
+        x0 = int(np.clip(x0, math.ceil(right) + pad_left - d, math.floor(left) + pad_left))
+    else:
+        d, y0, x0 = side, 0, 0
+    return RoiCrop((height, width), (pad_top, pad_left), (y0 - pad_top, x0 - pad_left, d), resolution)
