@@ -1,0 +1,99 @@
+"""The paper's losses on hand-made tensors: L_DSM weighting, L_loc, L_aae."""
+
+import pytest
+import torch
+
+from udifftext.config import DiffusionConfig
+from udifftext.losses import attention_excite_loss, dsm_loss, gaussian_blur, local_attention_loss
+
+L, H, W = 4, 32, 32
+
+
+def char_masks(n_chars: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Side-by-side character boxes in one text line: char_seg (1, L, H, W), char_seg_mask (1, L)."""
+    seg = torch.zeros(1, L, H, W)
+    width = W // n_chars
+    for j in range(n_chars):
+        seg[0, j, 8:24, j * width : (j + 1) * width] = 1
+    valid = torch.zeros(1, L)
+    valid[0, :n_chars] = 1
+    return seg, valid
+
+
+def attention_from(seg: torch.Tensor, size: int) -> torch.Tensor:
+    """Per-token maps equal to a (resized) mask pattern, as probabilities spread over its pixels."""
+    maps = torch.nn.functional.interpolate(seg, size=(size, size), mode="nearest")
+    return maps / maps.sum(dim=(2, 3), keepdim=True).clamp_min(1) * 8
+
+
+def test_dsm_loss_equals_mse_with_equal_weights_and_weights_the_mask():
+    g = torch.Generator().manual_seed(0)
+    pred, target = torch.randn(2, 3, 8, 8, generator=g), torch.randn(2, 3, 8, 8, generator=g)
+    mask = torch.zeros(2, 1, 8, 8)
+    mask[..., 2:5, :] = 1
+    torch.testing.assert_close(dsm_loss(pred, target, mask, DiffusionConfig()), torch.mean((pred - target) ** 2))
+    inside_only = DiffusionConfig(mask_loss_weight=1.0, outside_loss_weight=0.0)
+    m = mask.expand_as(pred).bool()
+    torch.testing.assert_close(dsm_loss(pred, target, mask, inside_only), torch.mean((pred - target)[m] ** 2))
+    with pytest.raises(ValueError, match="same shape"):
+        dsm_loss(pred, target[:, :1], mask, DiffusionConfig())
+
+
+def test_blur_kernel_is_normalised():
+    x = torch.zeros(1, 2, 7, 7)
+    x[0, :, 3, 3] = 1
+    y = gaussian_blur(x, 3, 1.0)
+    torch.testing.assert_close(y.sum(dim=(2, 3)), torch.ones(1, 2))
+    assert y[0, 0, 3, 3] > y[0, 0, 3, 4] > y[0, 0, 4, 4] > 0
+
+
+def test_local_loss_lower_inside_char_masks_than_outside_and_when_swapped():
+    seg, valid = char_masks(3)
+    inside = [attention_from(seg, 16), attention_from(seg, 8)]
+    outside = [attention_from(1 - seg, 16), attention_from(1 - seg, 8)]
+    swapped_seg = seg[:, [1, 2, 0, 3]]
+    swapped = [attention_from(swapped_seg, 16), attention_from(swapped_seg, 8)]
+    l_in = local_attention_loss(inside, seg, valid)
+    l_out = local_attention_loss(outside, seg, valid)
+    l_swap = local_attention_loss(swapped, seg, valid)
+    assert l_in < 0 < l_out
+    assert l_in < l_swap
+
+
+def test_local_loss_skips_samples_without_char_masks_and_has_gradients():
+    seg, valid = char_masks(2)
+    noise = torch.rand(1, L, 16, 16)
+    maps = torch.cat([attention_from(seg, 16), noise]).requires_grad_()  # (2, L, 16, 16)
+    both = local_attention_loss([maps], torch.cat([seg, torch.zeros_like(seg)]), torch.cat([valid, 0 * valid]))
+    alone = local_attention_loss([maps[:1]], seg, valid)
+    torch.testing.assert_close(both, alone)
+    both.backward()
+    assert maps.grad[0].abs().sum() > 0 and maps.grad[1].abs().sum() == 0
+    none = local_attention_loss([maps], torch.zeros(2, L, H, W), torch.zeros(2, L))
+    assert none.item() == 0 and none.requires_grad
+
+
+def test_local_loss_padding_tokens_do_not_count():
+    seg, valid = char_masks(2)
+    maps = attention_from(seg, 16)
+    noisy_padding = maps.clone()
+    noisy_padding[:, 2:] = torch.rand(1, L - 2, 16, 16)
+    want = local_attention_loss([maps], seg, valid)
+    torch.testing.assert_close(local_attention_loss([noisy_padding], seg, valid), want)
+    with pytest.raises(ValueError, match="each attention map"):
+        local_attention_loss([maps[:, :3]], seg, valid)
+
+
+def test_attention_excite_loss_is_per_sample_and_rewards_the_weakest_character():
+    seg, valid = char_masks(3)
+    mask = seg.amax(1, keepdim=True)  # (1, 1, H, W)
+    strong = attention_from(seg, 16)
+    weak_one = strong.clone()
+    weak_one[:, 1] = attention_from(1 - seg, 16)[:, 1]  # character 1 attends outside the box
+    maps = [torch.cat([strong, weak_one])]
+    loss = attention_excite_loss(maps, mask.expand(2, -1, -1, -1), valid.expand(2, -1))
+    assert loss.shape == (2,)
+    assert loss[0] < loss[1]
+    padding_only_changed = strong.clone()
+    padding_only_changed[:, 3] = 0
+    torch.testing.assert_close(attention_excite_loss([padding_only_changed], mask, valid), loss[:1])
