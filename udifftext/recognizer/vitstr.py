@@ -1,0 +1,153 @@
+"""ViTSTR (Atienza 2021; upstream ``ViTSTREncoder``): a timm ViT on grayscale word crops that classifies
+each of its first output tokens into one character of the alphabet (0 = padding / end of word).
+
+Our state dict is the timm model under ``vit.`` (``vit.patch_embed.proj.weight``, ``vit.blocks.{i}.*``,
+``vit.norm.*``, ``vit.head.*``). An upstream ViTSTR ``.pth`` (deep-text-recognition-benchmark release,
+``torch.save(DataParallel(Model).state_dict())``) maps as: strip ``module.`` and ``vitstr.``, prefix ``vit.``;
+its 96-class head is ``[GO], [s], printable[:-6]``, so our class 0 (end) takes row 1 (``[s]``) and class
+k >= 1 takes row k + 1; its output token 0 predicts ``[GO]``, hence ``recognizer.first_token: 1``.
+Inputs are [0, 1] crops; the network sees them mapped to [-1, 1] as ViTSTR was trained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from udifftext.config import RecognizerConfig
+from udifftext.io import load_state_dict, load_strict
+from udifftext.text.tokenizer import CharTokenizer
+
+WEIGHTS_SOURCE = (
+    "`scripts/train_encoder.py` (task: recognizer) export, the shipped checkpoints/encoders/, or an upstream "
+    "ViTSTR release .pth (roatienza/deep-text-recognition-benchmark)"
+)
+UPSTREAM_SPECIALS = 2  # [GO], [s] precede the characters in upstream ViTSTR's head
+GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as PIL's "L" conversion
+
+
+class ViTSTR(nn.Module):
+    """(B, 1, h, w) crops in [0, 1] -> (B, max_len, num_classes) per-position logits."""
+
+    def __init__(self, cfg: RecognizerConfig):
+        super().__init__()
+        from timm.models.vision_transformer import VisionTransformer
+
+        self.cfg = cfg
+        self.tokenizer = CharTokenizer(cfg.alphabet, cfg.max_len)
+        for name in ("img_height", "img_width"):
+            if getattr(cfg, name) % cfg.patch_size:
+                raise ValueError(f"recognizer.{name}={getattr(cfg, name)} is not a multiple of patch_size")
+        tokens = 1 + (cfg.img_height // cfg.patch_size) * (cfg.img_width // cfg.patch_size)
+        if tokens < cfg.first_token + cfg.max_len:
+            raise ValueError(
+                f"recognizer has {tokens} output tokens, needs first_token + max_len = "
+                f"{cfg.first_token + cfg.max_len}: use smaller patches or a larger crop"
+            )
+        self.vit = VisionTransformer(
+            img_size=(cfg.img_height, cfg.img_width),
+            patch_size=cfg.patch_size,
+            in_chans=1,
+            num_classes=self.tokenizer.num_classes,
+            global_pool="",
+            embed_dim=cfg.embed_dim,
+            depth=cfg.depth,
+            num_heads=cfg.heads,
+            mlp_ratio=cfg.mlp_ratio,
+        )
+
+    @property
+    def num_classes(self) -> int:
+        return self.tokenizer.num_classes
+
+    @property
+    def num_tokens(self) -> int:
+        return self.vit.patch_embed.num_patches + 1
+
+    @property
+    def embed_dim(self) -> int:
+        return self.cfg.embed_dim
+
+    def _check_crops(self, crops: torch.Tensor) -> None:
+        expected = (1, self.cfg.img_height, self.cfg.img_width)
+        if crops.ndim != 4 or tuple(crops.shape[1:]) != expected:
+            raise ValueError(f"crops must have shape (B, {', '.join(map(str, expected))}), got {tuple(crops.shape)}")
+
+    def features(self, crops: torch.Tensor) -> torch.Tensor:
+        """All output tokens after the final norm (CLS + patches): (B, 1, h, w) -> (B, N, D).
+
+        The contrastive pretraining uses these as the frozen visual tokens (upstream ``ViTSTREncoder``).
+        """
+        self._check_crops(crops)
+        return self.vit.forward_features(crops * 2.0 - 1.0)  # (B, N, D)
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        """(B, 1, h, w) in [0, 1] -> (B, max_len, num_classes) logits."""
+        tokens = self.features(crops)[:, self.cfg.first_token : self.cfg.first_token + self.cfg.max_len]  # (B, L, D)
+        return self.vit.head(tokens)  # (B, L, C)
+
+    def preprocess(self, images: torch.Tensor, bboxes: torch.Tensor) -> torch.Tensor:
+        """Differentiable word crops: (B, 3, H, W) in [-1, 1] + (B, 4) boxes (top, bottom, left, right) in
+        pixels (bottom/right exclusive) -> (B, 1, h, w) grayscale in [0, 1], each box resized to the input size.
+
+        Bilinear RoIAlign with adaptive sampling (averages several samples per output pixel when shrinking),
+        so gradients reach the image pixels, as L_ocr needs.
+        """
+        from torchvision.ops import roi_align
+
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must have shape (B, 3, H, W), got {tuple(images.shape)}")
+        if bboxes.shape != (images.shape[0], 4):
+            raise ValueError(f"bboxes must have shape ({images.shape[0]}, 4), got {tuple(bboxes.shape)}")
+        weights = images.new_tensor(GRAY_WEIGHTS).view(1, 3, 1, 1)
+        gray = ((images + 1.0) / 2.0 * weights).sum(dim=1, keepdim=True)  # (B, 1, H, W)
+        top, bottom, left, right = bboxes.to(gray.dtype).unbind(dim=1)  # (B,) each
+        batch_index = torch.arange(images.shape[0], device=images.device, dtype=gray.dtype)
+        rois = torch.stack([batch_index, left, top, right, bottom], dim=1)  # (B, 5)
+        size = (self.cfg.img_height, self.cfg.img_width)
+        crops = roi_align(gray, rois, output_size=size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+        return crops.clamp(0.0, 1.0)  # (B, 1, h, w)
+
+    @torch.no_grad()
+    def read(self, crops: torch.Tensor) -> list[str]:
+        """Greedy reading: the argmax class per position, up to the first end (0)."""
+        return self.tokenizer.decode(self(crops).argmax(dim=-1))  # (B, L) -> B texts
+
+
+def recognition_loss(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Per-position cross-entropy (ViTSTR): (B, L, C) logits vs (B, L) ids, padding 0 = "end" is a target."""
+    if logits.shape[:2] != ids.shape:
+        raise ValueError(f"logits (B, L, C) {tuple(logits.shape)} do not match ids (B, L) {tuple(ids.shape)}")
+    return F.cross_entropy(logits.transpose(1, 2), ids)  # (B, C, L) vs (B, L)
+
+
+def upstream_vitstr_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Map an upstream ViTSTR .pth state dict onto our key layout and class order (module docstring)."""
+    if "state_dict" in state and isinstance(state["state_dict"], Mapping):
+        state = state["state_dict"]
+    mapped = {}
+    for key, value in state.items():
+        for prefix in ("module.", "vitstr."):
+            key = key.removeprefix(prefix)
+        if key.startswith("head."):
+            # rows: [GO], [s], characters -> ours: end (= [s]), characters
+            value = torch.cat([value[1:2], value[UPSTREAM_SPECIALS:]], dim=0)
+        mapped[f"vit.{key}"] = value
+    return mapped
+
+
+def load_recognizer(cfg: RecognizerConfig) -> ViTSTR:
+    """Build the recognizer and load `cfg.weights` strictly: our exported .safetensors, or an upstream
+    ViTSTR .pth/.pt (mapped by `upstream_vitstr_state_dict`). "" = random initialisation."""
+    model = ViTSTR(cfg)
+    if cfg.weights:
+        what = "ViTSTR recognizer weights (.safetensors from train_encoder.py, or an upstream ViTSTR .pth)"
+        state = load_state_dict(cfg.weights, what, WEIGHTS_SOURCE)
+        if Path(cfg.weights).suffix != ".safetensors":
+            state = upstream_vitstr_state_dict(state)
+        load_strict(model, state, what=what)
+    return model
