@@ -157,7 +157,7 @@ class SyntheticTextDataset(Dataset):
     def __len__(self) -> int:
         return self.cfg.length
 
-    def _place(self, rng: np.random.Generator, height: int, width: int, avoid: tuple | None) -> _PlacedWord | None:
+    def _place(self, rng: np.random.Generator, height: int, width: int, avoid: list[tuple]) -> _PlacedWord | None:
         """Render one word and choose a rotation/perspective/position fully inside the scene."""
         side = min(height, width)
         drawn = self.source.draw(rng, max(int(rng.uniform(0.06, 0.25) * side), 6))
@@ -184,7 +184,7 @@ class SyntheticTextDataset(Dataset):
             left, top = np.floor(corners.min(axis=0)).astype(int)
             right, bottom = np.ceil(corners.max(axis=0)).astype(int)
             region = (max(top, 0), min(bottom, height), max(left, 0), min(right, width))
-            if avoid is None or not _overlap(region, avoid):
+            if not any(_overlap(region, other) for other in avoid):
                 homography = cv2.getPerspectiveTransform(src, corners)
                 return _PlacedWord(drawn, word, homography, region)
         return None
@@ -211,15 +211,15 @@ class SyntheticTextDataset(Dataset):
         cfg = self.cfg
         rng = _rng(cfg, cfg.split, SCENE_STREAM, index)
         base = max(cfg.resolution, 256) * rng.uniform(1.0, 1.5)
-        aspect = rng.uniform(0.6, 1.6)
+        aspect = rng.uniform(0.75, 1.33)
         height, width = (int(base), int(base * aspect)) if aspect < 1 else (int(base / aspect), int(base))
         scene = self.source.backgrounds.sample(rng, height, width).copy()  # (H, W, 3)
-        target = self._place(rng, height, width, None)
+        target = self._place(rng, height, width, [])
         assert target is not None  # the first word is placed without constraints
         lo, hi = cfg.words_per_image
         words = [target]
         for _ in range(int(rng.integers(lo, hi + 1)) - 1):
-            other = self._place(rng, height, width, _grow(target.region, 4))
+            other = self._place(rng, height, width, [_grow(w.region, 4) for w in words])
             if other is not None:
                 words.append(other)
         for placed in words:
@@ -256,7 +256,8 @@ def char_masks(word: RenderedWord, homography: np.ndarray, resolution: int) -> n
         if sigma > 0.2:
             alpha = cv2.GaussianBlur(alpha, (0, 0), sigma)
         patch = cv2.warpPerspective(alpha, warp, (right - left, bottom - top), flags=cv2.INTER_LINEAR)
-        out[j, top:bottom, left:right] = patch > CHAR_THRESHOLD
+        # a character thinner than a model pixel still gets its strongest pixels rather than an empty map
+        out[j, top:bottom, left:right] = patch > min(CHAR_THRESHOLD, 0.5 * float(patch.max()))
     return out
 
 
