@@ -82,6 +82,7 @@ class DataConfig:
     alphabet: str = DEFAULT_ALPHABET
     min_len: int = 1
     max_len: int = 12
+    max_word_len: int = 0  # real datasets: skip longer words (0 = max_len); upstream ICDAR13 evaluation: 8
     length: int = 100_000  # samples per epoch for procedurally generated data
     fonts_dir: str = "data/fonts"
     word_list: str = "data/words/words.txt"
@@ -247,6 +248,8 @@ class UNetStageConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     trainable: str = "cross_attention"  # cross_attention | full
     init_from: str = ""  # trainable-weights safetensors (or pipeline folder) to start from
+    val_steps: int = 20  # DDIM steps of the periodic validation samples (a short schedule)
+    val_guidance_scale: float = 5.0  # classifier-free guidance of the validation samples (upstream test: 5.0)
 
 
 @dataclass

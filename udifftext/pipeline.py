@@ -1,0 +1,297 @@
+"""`UDiffTextPipeline`: write text into regions of any image with a trained pipeline folder (diffusers conventions).
+
+`__call__` runs these steps for every region, one after another on the updated image:
+
+1. check inputs (image to RGB, regions to masks, texts against the alphabet, the sampling config);
+2. crop a square around the region (upstream's ROI crop) and resize it to the model resolution;
+3. encode the text, the masked crop and the mask (+ the rendered glyph for glyph-channel models);
+4. choose the initial noise: the best of K candidates by L_aae after a short guided run (noise selection);
+5. denoise with classifier-free guidance (zero context as unconditional), optionally refining the latent
+   with grad L_aae before each step, capturing the attention at the middle step for the heatmaps;
+6. decode and paste the crop back with a soft blend inside the mask edge; pixels outside stay bit-identical.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from udifftext.checkpoint import PipelineParts, load_pipeline_folder, save_pipeline_folder
+from udifftext.config import SampleConfig, UNetStageConfig
+from udifftext.sampling.guidance import Conditioning, GuidedDenoiser
+from udifftext.sampling.heatmaps import character_heatmaps
+from udifftext.sampling.noise_selection import choose_initial_noise
+from udifftext.sampling.refinement import check_refinement, refine_latent
+from udifftext.sampling.regions import Region, load_image, region_mask
+from udifftext.sampling.schedulers import SCHEDULERS, build_scheduler
+
+
+@dataclass
+class SampleOutput:
+    """What one `__call__` returns; `record` is JSON-serialisable."""
+
+    image: Image.Image  # the full image with every region inpainted
+    crops: list[Image.Image]  # per region: the generated model-resolution crop
+    heatmaps: list[np.ndarray | None]  # per region: (len(text), R, R) in [0, 1], None when not captured
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+def check_sample_config(cfg: SampleConfig) -> None:
+    """Reject sampling settings the loop cannot run, naming the key."""
+    if cfg.scheduler not in SCHEDULERS:
+        raise ValueError(f"scheduler must be one of {SCHEDULERS}, got '{cfg.scheduler}'")
+    if cfg.steps < 1:
+        raise ValueError(f"steps must be >= 1, got {cfg.steps}")
+    if cfg.blend_width < 0:
+        raise ValueError(f"blend_width must be >= 0, got {cfg.blend_width}")
+    ns = cfg.noise_selection
+    if ns.enabled and (ns.candidates < 1 or ns.steps < 1 or ns.chunk_size < 1):
+        raise ValueError(
+            f"noise_selection.candidates/steps/chunk_size must be >= 1, got {ns.candidates}/{ns.steps}/{ns.chunk_size}"
+        )
+    if cfg.refinement.enabled:
+        check_refinement(cfg.refinement)
+
+
+def glyph_canvas(text: str, mask: np.ndarray) -> np.ndarray:
+    """The text rendered (`render_glyph`) into the bounding box of `mask` (R, R); zeros elsewhere."""
+    from udifftext.data.synth import render_glyph
+
+    ys, xs = np.nonzero(mask)
+    top, bottom, left, right = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    canvas = np.zeros(mask.shape, np.float32)  # (R, R)
+    canvas[top:bottom, left:right] = render_glyph(text, int(bottom - top), int(right - left))
+    return canvas
+
+
+class UDiffTextPipeline:
+    """UNet, char text encoder, first stage (and optional recognizer) with the model config they were built from.
+
+    Schedulers keep per-run state, so each call builds its own from the model's training discretisation
+    (`cfg.diffusion`) and the sampling config; see `udifftext/sampling/schedulers.py`.
+    """
+
+    def __init__(self, cfg: UNetStageConfig, unet: Any, text_encoder: Any, first_stage: Any, recognizer: Any = None):
+        from udifftext.unet.attention import AttentionStore, install_attention_capture
+
+        self.cfg = cfg
+        self.unet = unet.eval().requires_grad_(False)
+        self.text_encoder = text_encoder.eval().requires_grad_(False)
+        self.first_stage = first_stage.eval().requires_grad_(False)
+        self.recognizer = None if recognizer is None else recognizer.eval().requires_grad_(False)
+        self.store = AttentionStore(cfg.text_encoder.max_len, cfg.loss.min_attn_size)
+        self.store.enabled = False  # capture only on the forwards that need maps; otherwise SDPA
+        install_attention_capture(self.unet, self.store)
+        self.source = ""  # the folder the weights came from, for the record
+
+    # ------------------------------------------------------------------ construction and storage
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, device: str | torch.device = "cpu") -> UDiffTextPipeline:
+        """Load a pipeline folder (udifftext/checkpoint.py) strictly; MissingWeightsError names a missing file."""
+        parts = load_pipeline_folder(folder)
+        pipe = cls(parts.cfg, parts.unet, parts.text_encoder, parts.first_stage, parts.recognizer).to(device)
+        pipe.source = str(folder)
+        return pipe
+
+    @classmethod
+    def from_config(cls, cfg: UNetStageConfig, seed: int = 0) -> UDiffTextPipeline:
+        """Random-weight pipeline built from a model config (tests, smoke runs, the no-checkpoint fallback)."""
+        from udifftext.first_stage import build_first_stage
+        from udifftext.text.encoder import CharTextEncoder
+        from udifftext.unet.model import build_unet
+
+        torch.manual_seed(seed)
+        unet = build_unet(cfg)
+        torch.manual_seed(seed)
+        text_encoder = CharTextEncoder(cfg.text_encoder)
+        torch.manual_seed(seed)
+        first_stage = build_first_stage(cfg.first_stage)
+        pipe = cls(cfg, unet, text_encoder, first_stage)
+        pipe.source = f"random weights (seed {seed})"
+        return pipe
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write the pipeline folder that `from_pretrained` reads back to identical outputs."""
+        parts = PipelineParts(self.cfg, self.unet, self.text_encoder, self.first_stage, self.recognizer)
+        return save_pipeline_folder(folder, parts)
+
+    def to(self, device: str | torch.device) -> UDiffTextPipeline:
+        for module in (self.unet, self.text_encoder, self.first_stage, self.recognizer):
+            if module is not None:
+                module.to(device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    @property
+    def resolution(self) -> int:
+        """Model resolution R: every region is cropped and resized to R x R."""
+        return self.cfg.data.resolution
+
+    # ------------------------------------------------------------------ step 1
+
+    def check_inputs(
+        self, image: Image.Image | str | Path, regions: list[Region], texts: list[str], cfg: SampleConfig
+    ) -> tuple[Image.Image, list[np.ndarray]]:
+        """Validate everything before any work; returns the RGB image and one (H, W) bool mask per region."""
+        check_sample_config(cfg)
+        if isinstance(image, str | Path):
+            image = load_image(image)
+        elif isinstance(image, Image.Image):
+            image = image.convert("RGB")
+        else:
+            raise ValueError(f"image must be a PIL image or a path, got {type(image).__name__}")
+        if isinstance(texts, str):
+            raise ValueError(f"texts must be a list with one text per region, got the string {texts!r}")
+        if len(regions) == 0:
+            raise ValueError("regions must hold at least one region (box, quad or mask)")
+        if len(texts) != len(regions):
+            raise ValueError(f"got {len(texts)} texts for {len(regions)} regions: give exactly one text per region")
+        for text in texts:
+            if not text:
+                raise ValueError("text must have at least one character, got ''")
+            self.text_encoder.tokenizer.validate(text)
+        masks = [region_mask(region, image.size, i) for i, region in enumerate(regions)]
+        return image, masks
+
+    # ------------------------------------------------------------------ steps 2-6
+
+    def __call__(
+        self,
+        image: Image.Image | str | Path,
+        regions: list[Region],
+        texts: list[str],
+        cfg: SampleConfig | None = None,
+        progress: bool = False,
+    ) -> SampleOutput:
+        """Inpaint `texts[i]` into `regions[i]` of `image`, region after region; see the module docstring."""
+        cfg = cfg or SampleConfig()
+        start = time.perf_counter()
+        image, masks = self.check_inputs(image, regions, texts, cfg)
+        canvas = np.asarray(image).copy()  # (H, W, 3) uint8
+        crops, heatmaps, records = [], [], []
+        for i, (mask, text) in enumerate(zip(masks, texts, strict=True)):
+            canvas, crop, heat, rec = self._inpaint_region(canvas, mask, text, cfg, cfg.seed + i, progress)
+            crops.append(crop)
+            heatmaps.append(heat)
+            records.append({"index": i, "region": regions[i].describe(), "text": text, "seed": cfg.seed + i, **rec})
+        record = {
+            "model": self.source,
+            "image_size": list(image.size),
+            "texts": list(texts),
+            "seed": cfg.seed,
+            "config": asdict(cfg),
+            "device": str(self.device),
+            "regions": records,
+            "seconds": round(time.perf_counter() - start, 4),
+        }
+        return SampleOutput(Image.fromarray(canvas), crops, heatmaps, record)
+
+    @torch.no_grad()
+    def _inpaint_region(
+        self, canvas: np.ndarray, mask: np.ndarray, text: str, cfg: SampleConfig, seed: int, progress: bool
+    ) -> tuple[np.ndarray, Image.Image, np.ndarray | None, dict[str, Any]]:
+        from udifftext.data.transforms import compute_roi_crop
+
+        timings = {}
+        tick = time.perf_counter()
+        # 2. crop around the region
+        ys, xs = np.nonzero(mask)
+        roi = compute_roi_crop(canvas.shape[:2], (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1), self.resolution)
+        crop_mask = roi.apply_mask(mask)  # (R, R) uint8
+        if not crop_mask.any():
+            raise ValueError(f"the region around '{text}' vanishes at the model resolution {self.resolution}")
+        crop = roi.apply_image(canvas)  # (R, R, 3) uint8
+        # 3. encode
+        cond = self._condition(crop, crop_mask, text)
+        timings["prepare_s"] = time.perf_counter() - tick
+        # 4. initial noise
+        tick = time.perf_counter()
+        denoiser = GuidedDenoiser(self.unet, self.store, cfg.guidance_scale, self.cfg.loss)
+        generator = torch.Generator().manual_seed(seed)
+        shape = tuple(cond.masked.shape[1:])  # (C, h, w)
+        noise, selection = choose_initial_noise(
+            denoiser, cfg.scheduler, self.cfg.diffusion, cfg.noise_selection, shape, cond, generator, self.device
+        )
+        timings["noise_selection_s"] = time.perf_counter() - tick
+        # 5. denoise
+        tick = time.perf_counter()
+        z, heat_maps, refinement = self._denoise(denoiser, noise, cond, cfg, progress, text)
+        timings["denoise_s"] = time.perf_counter() - tick
+        # 6. decode and paste back
+        tick = time.perf_counter()
+        decoded = self.first_stage.decode(z).clamp(-1, 1)[0]  # (3, R, R)
+        generated = ((decoded.permute(1, 2, 0).float().cpu().numpy() + 1) * 127.5).round().astype(np.uint8)
+        canvas = roi.paste_back(canvas, generated, mask, cfg.blend_width)  # (H, W, 3) uint8
+        heat = None
+        if heat_maps is not None:
+            heat = character_heatmaps(heat_maps, len(text), (self.resolution, self.resolution))
+        timings["decode_s"] = time.perf_counter() - tick
+        record = {
+            "crop_window": list(roi.window),
+            "noise_selection": selection,
+            "refinement": refinement,
+            "timings": {k: round(v, 4) for k, v in timings.items()},
+        }
+        return canvas, Image.fromarray(generated), heat, record
+
+    def _condition(self, crop: np.ndarray, crop_mask: np.ndarray, text: str) -> Conditioning:
+        """Step 3: context, masked-image latent, working-size mask and glyph for one crop."""
+        device = self.device
+        image = torch.from_numpy(crop).permute(2, 0, 1)[None].float().div(127.5).sub(1).to(device)  # (1, 3, R, R)
+        mask = torch.from_numpy(crop_mask)[None, None].float().to(device)  # (1, 1, R, R)
+        masked = self.first_stage.encode(image * (1 - mask))  # (1, C, h, w)
+        glyph = None
+        if self.cfg.unet.glyph_channel:
+            drawn = torch.from_numpy(glyph_canvas(text, crop_mask))[None, None].to(device)  # (1, 1, R, R)
+            glyph = self.first_stage.resize_mask(drawn)  # (1, 1, h, w)
+        context = self.text_encoder.encode_text([text])  # (1, L, W)
+        char_mask = torch.zeros(1, self.cfg.text_encoder.max_len, device=device)  # (1, L)
+        char_mask[0, : len(text)] = 1
+        return Conditioning(
+            context=context,
+            null_context=self.text_encoder.null_context(1),
+            mask=self.first_stage.resize_mask(mask),  # (1, 1, h, w)
+            masked=masked,
+            glyph=glyph,
+            region_mask=mask,
+            char_mask=char_mask,
+        )
+
+    def _denoise(
+        self,
+        denoiser: GuidedDenoiser,
+        noise: torch.Tensor,
+        cond: Conditioning,
+        cfg: SampleConfig,
+        progress: bool,
+        text: str,
+    ) -> tuple[torch.Tensor, list[torch.Tensor] | None, dict[str, Any]]:
+        """Step 5: the full schedule from `noise` (1, C, h, w); returns z0, the middle step's maps, refinement log."""
+        from tqdm.auto import tqdm
+
+        scheduler = build_scheduler(cfg.scheduler, self.cfg.diffusion, cfg.steps, self.device)
+        z = noise * scheduler.init_noise_sigma  # (1, C, h, w)
+        timesteps = scheduler.timesteps
+        heat_step = len(timesteps) // 2 if cfg.attention_heatmaps else -1
+        heat_maps = None
+        losses: dict[int, list[float]] = {}
+        for i, t in enumerate(tqdm(timesteps, desc=f"steps '{text}'", leave=False, disable=not progress)):
+            if cfg.refinement.enabled:
+                z, losses[i] = refine_latent(denoiser, scheduler, z, t, cond, i, len(timesteps), cfg.refinement)
+            out, maps = denoiser(scheduler, z, t, cond, capture=i == heat_step)  # (1, C, h, w)
+            heat_maps = maps if maps is not None else heat_maps
+            z = scheduler.step(out, t, z).prev_sample  # (1, C, h, w)
+        refinement = {"enabled": cfg.refinement.enabled}
+        if cfg.refinement.enabled:
+            refinement["losses"] = {str(i): [round(v, 6) for v in vals] for i, vals in losses.items()}
+        return z, heat_maps, refinement
