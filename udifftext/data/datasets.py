@@ -57,8 +57,8 @@ class UnreadableFile(Exception):
 
 
 def text_skip_reason(text: str, cfg: DataConfig) -> str | None:
-    """Upstream's text filters: length within min_len..max_len, every character in the alphabet."""
-    if not cfg.min_len <= len(text) <= cfg.max_len:
+    """Upstream's text filters: length within min_len..max_len (or max_word_len), characters in the alphabet."""
+    if not cfg.min_len <= len(text) <= (min(cfg.max_word_len, cfg.max_len) if cfg.max_word_len else cfg.max_len):
         return "text_length"
     if not set(text) <= set(cfg.alphabet):
         return "alphabet"

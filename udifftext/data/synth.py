@@ -208,6 +208,11 @@ class SyntheticTextDataset(Dataset):
         patch[:] = patch * (1 - opacity * alpha[..., None]) + colour * (opacity * alpha[..., None])
 
     def __getitem__(self, index: int) -> dict:
+        scene = self.render(index)
+        return make_sample(scene.image, scene.mask, scene.char_seg, scene.text, self.cfg)
+
+    def render(self, index: int) -> SceneSample:
+        """The sample as numpy arrays at the model resolution, plus the word polygon (for writing to disk)."""
         cfg = self.cfg
         rng = _rng(cfg, cfg.split, SCENE_STREAM, index)
         base = max(cfg.resolution, 256) * rng.uniform(1.0, 1.5)
@@ -227,13 +232,23 @@ class SyntheticTextDataset(Dataset):
         if rng.random() < 0.3:
             scene = cv2.GaussianBlur(scene, (0, 0), rng.uniform(0.3, 1.0))
         scene = np.clip(scene + rng.normal(0, 0.01, scene.shape).astype(np.float32), 0, 1)
+        scene = np.rint(scene * 255).astype(np.uint8)  # 8-bit like any photo: a saved PNG reloads identically
 
         polygon = _warp_points(target.homography, _quad(target.word, POLYGON_PAD * target.drawn.size))
         crop = compute_roi_crop((height, width), polygon, cfg.resolution, cfg.crop_min_area_ratio)
         image = crop.apply_image(scene)  # (R, R, 3)
         mask = fill_polygon(cfg.resolution, cfg.resolution, crop.apply_points(polygon))  # (R, R)
         char_seg = char_masks(target.word, crop.matrix @ target.homography, cfg.resolution)
-        return make_sample(image, mask, char_seg, target.drawn.text, cfg)
+        return SceneSample(image, mask, char_seg, target.drawn.text, crop.apply_points(polygon))
+
+
+@dataclass
+class SceneSample:
+    image: np.ndarray  # (R, R, 3) uint8
+    mask: np.ndarray  # (R, R) uint8, the filled polygon
+    char_seg: np.ndarray  # (len(text), R, R) bool
+    text: str
+    polygon: np.ndarray  # (4, 2) xy in model coordinates, clockwise from the word's top-left
 
 
 def char_masks(word: RenderedWord, homography: np.ndarray, resolution: int) -> np.ndarray:
