@@ -1,0 +1,149 @@
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from udifftext.config import EvalConfig, load_config
+from udifftext.evaluation import edit_text, read_manifest, select_indices, words_by_length
+
+ROOT = Path(__file__).resolve().parents[1]
+FONT = next(
+    p
+    for p in (ROOT / "data/fonts/dejavu/DejaVuSans.ttf", Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"))
+    if p.is_file()
+)
+SCENES = [("Paper", (20, 30, 140, 70)), ("river", (40, 10, 150, 50)), ("Hotel", (10, 40, 130, 86))]
+EDITS = {"Paper": "Water", "river": "house", "Hotel": "Music"}
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("evaluate_script", ROOT / "scripts/evaluate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def scene(index: int, text: str | None) -> Image.Image:
+    """A 160x96 gradient background with `text` drawn into scene `index`'s box (None: the box left empty)."""
+    x = np.linspace(0, 1, 160)[None, :, None]
+    base = np.array([[230, 220, 200], [200, 225, 240], [235, 235, 210]][index], float)
+    image = Image.fromarray((base * (0.85 + 0.15 * x) * np.ones((96, 1, 1))).astype(np.uint8))
+    if text is not None:
+        x0, y0, x1, y1 = SCENES[index][1]
+        font = ImageFont.truetype(str(FONT), 28)
+        left, top, right, bottom = font.getbbox(text)
+        at = (x0 + (x1 - x0 - right + left) // 2 - left, y0 + (y1 - y0 - bottom + top) // 2 - top)
+        ImageDraw.Draw(image).text(at, text, font=font, fill=(30, 30, 60))
+    return image
+
+
+@pytest.fixture(scope="module")
+def fixture_dir(tmp_path_factory):
+    """A manifest (boxes and a mask) with reconstruction and editing cases, and two prediction folders."""
+    root = tmp_path_factory.mktemp("eval")
+    lines = []
+    for i, (word, box) in enumerate(SCENES):
+        scene(i, word).save(root / f"scene{i}.png")
+        region = {"box": ",".join(map(str, box))} if i != 1 else {"mask": f"mask{i}.png"}
+        if i == 1:
+            mask = np.zeros((96, 160), np.uint8)
+            mask[box[1] : box[3], box[0] : box[2]] = 255
+            Image.fromarray(mask).save(root / f"mask{i}.png")
+        for protocol, text in (("reconstruction", word), ("editing", EDITS[word])):
+            case = {"id": f"{protocol}-{i}", "image": f"scene{i}.png", **region, "text": text, "protocol": protocol}
+            lines.append(json.dumps({**case, "source_text": word}))
+            for folder, drawn in (("perfect", text), ("blank", None)):
+                (root / folder).mkdir(exist_ok=True)
+                scene(i, drawn).save(root / folder / f"{protocol}-{i}.png")
+    (root / "cases.jsonl").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_score_predictions_end_to_end(fixture_dir, tmp_path):
+    script = load_script()
+    out = tmp_path / "report"
+    args = script.parse_args(
+        ["--config", str(ROOT / "configs/eval/tiny.yaml"), "--manifest", str(fixture_dir / "cases.jsonl")]
+        + ["--pred", str(fixture_dir / "perfect"), str(fixture_dir / "blank"), "--out", str(out)]
+    )
+    script.main(args)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["judge"]["name"] == "rapidocr_onnxruntime" and metrics["judge"]["version"]
+    assert metrics["mode"] == "predictions" and metrics["seed"] == 0
+    assert "not comparable" in metrics["fid_features"] and metrics["lpips"].startswith("skipped")
+    assert metrics["versions"]["torchmetrics"] and metrics["config"]["num_cases"] == 4
+    results = {(r["variant"], r["protocol"]): r for r in metrics["results"]}
+    assert set(results) == {(v, p) for v in ("perfect", "blank") for p in ("reconstruction", "editing")}
+    for protocol in ("reconstruction", "editing"):
+        perfect, blank = results["perfect", protocol], results["blank", protocol]
+        assert perfect["n"] == 3
+        assert perfect["seq_acc"] == 1.0 and perfect["seq_acc_cs"] == 1.0 and perfect["ned"] == 0.0
+        assert blank["seq_acc"] == 0.0 and blank["ned"] > 0.8
+        assert perfect["fid_crop"] < blank["fid_crop"]
+    assert abs(results["perfect", "reconstruction"]["fid"]) < 1e-6  # identical to the originals
+    rows = [json.loads(line) for line in (out / "cases.jsonl").read_text().splitlines()]
+    assert len(rows) == 12 and {r["judged"] for r in rows if r["variant"] == "perfect"} == {
+        *EDITS,
+        *EDITS.values(),
+    }
+    table = (out / "metrics.md").read_text()
+    assert "rapidocr_onnxruntime" in table and "| perfect | editing | 3 | 1.000 |" in table
+    for variant in ("perfect", "blank"):
+        grid = Image.open(out / f"grid_{variant}.png")
+        assert grid.height == 48 * 2 * 2 * 2  # 2 protocols x (2 best + 2 worst) rows
+
+
+def test_lpips_in_the_report_is_zero_for_identical_reconstructions(fixture_dir, tmp_path):
+    import torch
+    import torchvision
+
+    from udifftext.evaluation import evaluate
+
+    torch.manual_seed(0)
+    weights = tmp_path / "alexnet.pth"
+    torch.save(torchvision.models.alexnet(weights=None).state_dict(), weights)  # random backbone, real key layout
+    cfg = load_config(EvalConfig, ROOT / "configs/eval/tiny.yaml", [f"lpips_weights={weights}", f"out_dir={tmp_path}"])
+    metrics = evaluate(cfg, str(fixture_dir / "cases.jsonl"), [str(fixture_dir / "perfect")])
+    lpips = {r["protocol"]: r["lpips"] for r in metrics["results"]}
+    assert lpips["reconstruction"] == 0.0 and lpips["editing"] > 0.0
+
+
+def test_missing_weights_and_bad_inputs_are_one_line_errors(fixture_dir, tmp_path):
+    script = load_script()
+    config = str(ROOT / "configs/eval/tiny.yaml")
+    manifest = ["--manifest", str(fixture_dir / "cases.jsonl"), "--pred", str(fixture_dir / "perfect")]
+    missing = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
+    with pytest.raises(SystemExit, match=r"error: .*pt_inception.*does not exist.*pytorch-fid"):
+        script.main(script.parse_args(["--config", config, *manifest, "--inception-weights", str(missing)]))
+    with pytest.raises(SystemExit, match=r"error: .*alexnet-owt-7be5be79\.pth"):
+        script.main(script.parse_args(["--config", config, *manifest, "--lpips-weights", str(tmp_path / "a.pth")]))
+    with pytest.raises(SystemExit, match=r"error: --pred .*2 of 6 predictions missing"):
+        partial = tmp_path / "partial"
+        partial.mkdir()
+        for path in sorted((fixture_dir / "perfect").glob("*.png"))[2:]:
+            (partial / path.name).write_bytes(path.read_bytes())
+        script.main(script.parse_args(["--config", config, "--manifest", manifest[1], "--pred", str(partial)]))
+
+
+def test_manifest_errors_name_the_line(tmp_path):
+    (tmp_path / "m.jsonl").write_text('{"id": "a", "image": "x.png", "text": "hi"}\n')
+    with pytest.raises(ValueError, match=r"m\.jsonl:1: expected keys id, image, text and one of mask/box"):
+        read_manifest(tmp_path / "m.jsonl")
+    (tmp_path / "m.jsonl").write_text('{"id": "a", "image": "x.png", "box": "0,0,4,4", "text": "hi"}\n')
+    with pytest.raises(ValueError, match="image not found"):
+        read_manifest(tmp_path / "m.jsonl")
+
+
+def test_case_subset_and_editing_words_are_seeded():
+    assert select_indices(1000, 5, 0) == select_indices(1000, 5, 0)
+    assert select_indices(1000, 5, 0) != select_indices(1000, 5, 1)
+    assert select_indices(3, 10, 0) == [0, 1, 2]
+    table = words_by_length(["cat", "dog", "bird", "fish", "a"])
+    draws = [edit_text("cow", table, np.random.default_rng(0), "abc") for _ in range(3)]
+    assert all(d in ("cat", "dog") for d in draws)
+    assert edit_text("cat", table, np.random.default_rng(0), "abc") == "dog"  # never the source word
+    fallback = edit_text("zebras", table, np.random.default_rng(0), "abcXYZ")  # no 6-letter word in the list
+    assert len(fallback) == 6 and set(fallback) <= set("abc")

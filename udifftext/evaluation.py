@@ -1,0 +1,490 @@
+"""Evaluation protocols (reconstruction, editing), scoring of generated images, and the report files.
+
+A *case* is one image, one text region (a mask) and the text to write there. Cases come from a fixed
+random subset of a dataset split (`dataset_cases`) or from a manifest (`read_manifest`, the format of
+`scripts/sample.py --manifest`). Two protocols, as upstream:
+- reconstruction: the region's own text is written back into it;
+- editing: a random word of the same length from the word list (seeded) replaces it.
+Generated images come from sampling with the pipeline (`sample_cases`) or from a folder written by
+`sample.py --manifest cases.jsonl --out DIR` (`read_predictions`). `Scorer` reads each generated region
+with the judges and computes SeqAcc, NED, FID (full image and text crop) and LPIPS; `write_report`
+writes metrics.json, metrics.md, cases.jsonl and a best/worst grid per variant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from udifftext.config import ConfigError, EvalConfig, SampleConfig
+from udifftext.io import atomic_save_image, atomic_write_json, atomic_write_text
+from udifftext.judge import Judge, crop_quad, mask_to_quad
+from udifftext.metrics import normalized_edit_distance
+
+PROTOCOLS = ("reconstruction", "editing")
+MAIN_VARIANT = "udifftext"
+VERSIONED_PACKAGES = (
+    "udifftext",
+    "torch",
+    "torchvision",
+    "torchmetrics",
+    "torch-fidelity",
+    "lpips",
+    "rapidocr_onnxruntime",
+    "onnxruntime",
+    "diffusers",
+    "numpy",
+    "pillow",
+    "opencv-python-headless",
+)
+
+
+@dataclass
+class Case:
+    """One evaluation case: an original image, the region to write (mask) and the target text."""
+
+    id: str
+    protocol: str
+    image: np.ndarray  # (H, W, 3) uint8, the original
+    mask: np.ndarray  # (H, W) bool, True where text is generated
+    text: str  # the target text
+    source_text: str = ""  # the text the region held originally ("" when unknown)
+    quad: np.ndarray = field(init=False)  # (4, 2) the region read by the judges
+
+    def __post_init__(self) -> None:
+        if self.image.shape[:2] != self.mask.shape:
+            raise ValueError(f"case {self.id}: mask {self.mask.shape} differs from image {self.image.shape[:2]}")
+        self.quad = mask_to_quad(self.mask)
+
+
+@dataclass
+class Variant:
+    """One row group of the table: a model folder and the sampling settings used with it."""
+
+    name: str
+    model: str
+    sample: SampleConfig
+
+
+# --------------------------------------------------------------------------- cases
+
+
+def select_indices(total: int, num_cases: int, seed: int) -> list[int]:
+    """A fixed random subset of `num_cases` indices out of `total` (all of them when fewer), sorted."""
+    if num_cases < 1:
+        raise ValueError(f"num_cases must be >= 1, got {num_cases}")
+    if total < 1:
+        raise ValueError("the dataset split is empty: expected at least one sample")
+    rng = np.random.default_rng(seed)
+    return sorted(int(i) for i in rng.choice(total, size=min(num_cases, total), replace=False))
+
+
+def words_by_length(words: list[str]) -> dict[int, list[str]]:
+    table: dict[int, list[str]] = defaultdict(list)
+    for word in words:
+        table[len(word)].append(word)
+    return table
+
+
+def edit_text(source: str, table: dict[int, list[str]], rng: np.random.Generator, alphabet: str) -> str:
+    """A random word of the same length as `source` (different from it when the list allows).
+
+    Lengths the word list lacks get a random lowercase string of that length over the alphabet.
+    """
+    candidates = [w for w in table.get(len(source), []) if w != source]
+    if candidates:
+        return candidates[int(rng.integers(len(candidates)))]
+    letters = [c for c in alphabet if c.islower()] or list(alphabet)
+    return "".join(letters[int(i)] for i in rng.integers(len(letters), size=len(source)))
+
+
+def to_uint8_image(image: Any) -> np.ndarray:
+    """A (3, H, W) tensor in [-1, 1] -> (H, W, 3) uint8."""
+    array = image.detach().cpu().float().numpy() if hasattr(image, "detach") else np.asarray(image, dtype=np.float32)
+    return np.clip(np.round((array.transpose(1, 2, 0) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def dataset_cases(cfg: EvalConfig) -> list[Case]:
+    """The evaluation cases: `cfg.num_cases` samples of `build_dataset(cfg.data)` (seeded), per protocol."""
+    from tqdm import tqdm
+
+    from udifftext.data.datasets import build_dataset
+    from udifftext.data.words import load_words
+
+    for protocol in cfg.protocols:
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocols must be drawn from {PROTOCOLS}, got {protocol!r}")
+    dataset = build_dataset(cfg.data)
+    table = words_by_length(load_words(cfg.data, "heldout")) if "editing" in cfg.protocols else {}
+    rng = np.random.default_rng(cfg.seed)
+    cases = []
+    for index in tqdm(select_indices(len(dataset), cfg.num_cases, cfg.seed), desc="cases", unit="case"):
+        sample = dataset[index]
+        image = to_uint8_image(sample["image"])
+        mask = np.asarray(sample["mask"]).reshape(image.shape[:2]) > 0.5
+        source = sample["text"]
+        for protocol in cfg.protocols:
+            text = source if protocol == "reconstruction" else edit_text(source, table, rng, cfg.data.alphabet)
+            cases.append(Case(f"{protocol}-{index:06d}", protocol, image, mask, text, source))
+    return cases
+
+
+def write_manifest(cases: list[Case], folder: str | Path) -> Path:
+    """Write the cases as `sample.py --manifest` input: images/, masks/ and cases.jsonl (paths relative to it)."""
+    folder = Path(folder)
+    lines = []
+    written: set[str] = set()  # an original shared by both protocols is written once, named by its content
+    for case in cases:
+        stem = hashlib.sha1(case.image.tobytes() + np.packbits(case.mask).tobytes()).hexdigest()[:16]
+        if stem not in written:
+            atomic_save_image(folder / "images" / f"{stem}.png", Image.fromarray(case.image))
+            atomic_save_image(folder / "masks" / f"{stem}.png", Image.fromarray(case.mask.astype(np.uint8) * 255))
+            written.add(stem)
+        line = {"id": case.id, "image": f"images/{stem}.png", "mask": f"masks/{stem}.png", "text": case.text}
+        lines.append(json.dumps({**line, "protocol": case.protocol, "source_text": case.source_text}))
+    return atomic_write_text(folder / "cases.jsonl", "\n".join(lines) + "\n")
+
+
+def read_manifest(path: str | Path) -> list[Case]:
+    """Cases from a manifest: one JSON per line with id, image, mask or box ("x0,y0,x1,y1" or a list), text.
+
+    Optional keys: protocol (default "manifest"), source_text. Paths are relative to the manifest's folder.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"manifest not found: '{path}'")
+    cases = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{where}: not valid JSON ({err.msg})") from None
+        missing = [k for k in ("id", "image", "text") if k not in entry]
+        if missing or ("mask" in entry) == ("box" in entry):
+            raise ValueError(f"{where}: expected keys id, image, text and one of mask/box, got {sorted(entry)}")
+        image = _read_rgb(path.parent / entry["image"], f"{where} image")
+        mask = _entry_mask(entry, image.shape[:2], path.parent, where)
+        protocol = str(entry.get("protocol", "manifest"))
+        cases.append(Case(str(entry["id"]), protocol, image, mask, str(entry["text"]), entry.get("source_text", "")))
+    if not cases:
+        raise ValueError(f"manifest '{path}' has no cases")
+    return cases
+
+
+def _read_rgb(path: Path, what: str) -> np.ndarray:
+    if not path.is_file():
+        raise ValueError(f"{what} not found: '{path}'")
+    with Image.open(path) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+def _entry_mask(entry: dict, shape: tuple[int, int], root: Path, where: str) -> np.ndarray:
+    if "mask" in entry:
+        mask_path = root / entry["mask"]
+        if not mask_path.is_file():
+            raise ValueError(f"{where}: mask not found: '{mask_path}'")
+        with Image.open(mask_path) as img:
+            mask = np.asarray(img.convert("L")) > 127
+        if mask.shape != shape:
+            raise ValueError(f"{where}: mask size {mask.shape[::-1]} differs from the image {shape[::-1]} (W, H)")
+        return mask
+    box = entry["box"]
+    values = [float(v) for v in (box.split(",") if isinstance(box, str) else box)]
+    if len(values) != 4:
+        raise ValueError(f"{where}: box must be x0,y0,x1,y1, got {box!r}")
+    x0, y0, x1, y1 = (int(round(v)) for v in values)
+    if not (0 <= x0 < x1 <= shape[1] and 0 <= y0 < y1 <= shape[0]):
+        raise ValueError(f"{where}: box {box!r} must lie inside the {shape[1]}x{shape[0]} image")
+    mask = np.zeros(shape, dtype=bool)
+    mask[y0:y1, x0:x1] = True
+    return mask
+
+
+def read_predictions(folder: str | Path, cases: list[Case]) -> list[np.ndarray]:
+    """The generated images DIR/<id>.png written by `sample.py --manifest`, one per case, same size as its original."""
+    folder = Path(folder)
+    missing = [c.id for c in cases if not (folder / f"{c.id}.png").is_file()]
+    if missing:
+        raise ValueError(f"--pred {folder}: {len(missing)} of {len(cases)} predictions missing, e.g. {missing[:3]}")
+    images = []
+    for case in cases:
+        image = _read_rgb(folder / f"{case.id}.png", "prediction")
+        if image.shape != case.image.shape:
+            raise ValueError(f"prediction {case.id}.png is {image.shape}, its original is {case.image.shape}")
+        images.append(image)
+    return images
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+def build_variants(cfg: EvalConfig) -> list[Variant]:
+    """The main model plus every config-listed variant, each with its own SampleConfig (validated now)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    variants = [Variant(MAIN_VARIANT, cfg.sample.model, cfg.sample)]
+    for spec in cfg.variants:
+        if not spec.name or spec.name in {v.name for v in variants}:
+            raise ConfigError(f"variants need unique non-empty names, got {spec.name!r}")
+        try:
+            merged = OmegaConf.merge(OmegaConf.structured(cfg.sample), OmegaConf.from_dotlist(list(spec.overrides)))
+        except OmegaConfBaseException as err:
+            raise ConfigError(f"variant {spec.name!r}: bad sample override in {spec.overrides}: {err}") from None
+        sample = OmegaConf.to_object(merged)
+        variants.append(Variant(spec.name, spec.model or sample.model, sample))
+    return variants
+
+
+def sample_cases(pipeline: Any, cases: list[Case], sample_cfg: SampleConfig, desc: str) -> list[np.ndarray]:
+    """Generate every case with `pipeline(image, [mask region], [text], cfg)`; returns (H, W, 3) uint8 images."""
+    from tqdm import tqdm
+
+    from udifftext.sampling.regions import Region
+
+    outputs = []
+    for case in tqdm(cases, desc=desc, unit="case"):
+        mask = Image.fromarray(case.mask.astype(np.uint8) * 255)
+        result = pipeline(Image.fromarray(case.image), [Region("mask", mask)], [case.text], sample_cfg)
+        outputs.append(np.asarray(result.image.convert("RGB")))
+    return outputs
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def _batch(images: list[np.ndarray]) -> Any:
+    import torch
+
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()  # (B, 3, H, W) uint8
+
+
+class Scorer:
+    """Scores generated images of fixed cases: judges, FID (full and crop) against the originals, LPIPS."""
+
+    def __init__(
+        self, cases: list[Case], judge: Judge, second_judge: Judge | None, fid_features: Any, lpips_model: Any
+    ) -> None:
+        from udifftext.metrics import FidMeter
+
+        self.cases = cases
+        self.judges = [j for j in (judge, second_judge) if j is not None]
+        self.lpips = lpips_model
+        self.protocols = list(dict.fromkeys(c.protocol for c in cases))
+        self.fid: dict[tuple[str, str], FidMeter] = {}
+        for protocol in self.protocols:
+            chosen = [c for c in cases if c.protocol == protocol]
+            for kind in ("full", "crop"):
+                meter = FidMeter(fid_features)
+                for case in chosen:
+                    meter.add(_batch([case.image if kind == "full" else crop_quad(case.image, case.quad)]), real=True)
+                self.fid[protocol, kind] = meter
+
+    def score(self, variant: str, generated: list[np.ndarray]) -> tuple[list[dict], list[dict]]:
+        """Per-case rows and per-protocol summaries of one variant's generated images."""
+        from tqdm import tqdm
+
+        if len(generated) != len(self.cases):
+            raise ValueError(f"generated must hold one image per case ({len(self.cases)}), got {len(generated)}")
+        crops = [crop_quad(image, case.quad) for image, case in zip(generated, self.cases, strict=True)]
+        readings = [judge.read(crops) for judge in self.judges]
+        rows = []
+        for i, case in enumerate(tqdm(self.cases, desc=f"score {variant}", unit="case")):
+            row = {"variant": variant, "id": case.id, "protocol": case.protocol, "target": case.text}
+            row["source_text"] = case.source_text
+            for judge, texts in zip(self.judges, readings, strict=True):
+                prefix = "" if judge is self.judges[0] else f"{judge.name}_"
+                row[f"{prefix}judged"] = texts[i]
+                row[f"{prefix}correct"] = texts[i].lower() == case.text.lower()
+                row[f"{prefix}correct_cs"] = texts[i] == case.text
+                row[f"{prefix}ned"] = normalized_edit_distance(texts[i], case.text)
+            if self.lpips is not None:
+                pair = _batch([generated[i], case.image]).float() / 127.5 - 1.0  # (2, 3, H, W) in [-1, 1]
+                row["lpips"] = float(self._lpips(pair[:1], pair[1:]))
+            rows.append(row)
+        summaries = []
+        for protocol in self.protocols:
+            index = [i for i, c in enumerate(self.cases) if c.protocol == protocol]
+            chosen = [rows[i] for i in index]
+            summary = {"variant": variant, "protocol": protocol, "n": len(chosen)}
+            for judge in self.judges:
+                prefix = "" if judge is self.judges[0] else f"{judge.name}_"
+                summary[f"{prefix}seq_acc"] = float(np.mean([r[f"{prefix}correct"] for r in chosen]))
+                summary[f"{prefix}seq_acc_cs"] = float(np.mean([r[f"{prefix}correct_cs"] for r in chosen]))
+                summary[f"{prefix}ned"] = float(np.mean([r[f"{prefix}ned"] for r in chosen]))
+            for kind, images in (("full", generated), ("crop", crops)):
+                meter = self.fid[protocol, kind]
+                meter.reset_generated()
+                for i in index:
+                    meter.add(_batch([images[i]]), real=False)
+                summary["fid" if kind == "full" else "fid_crop"] = meter.compute() if len(index) > 1 else None
+            summary["lpips"] = float(np.mean([r["lpips"] for r in chosen])) if self.lpips is not None else None
+            summaries.append(summary)
+        return rows, summaries
+
+    def _lpips(self, generated: Any, reference: Any) -> float:
+        from udifftext.metrics import lpips_distance
+
+        return float(lpips_distance(self.lpips, generated, reference)[0])
+
+
+# --------------------------------------------------------------------------- report
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def markdown_table(summaries: list[dict], meta: dict) -> str:
+    """The results table with the judge, FID features and LPIPS source stated above it."""
+    second = meta.get("second_judge")
+    header = ["variant", "protocol", "n", "SeqAcc", "SeqAcc (case)", "NED"]
+    if second:
+        header += [f"SeqAcc {second['name']}", f"NED {second['name']}"]
+    header += ["FID", "FID crop", "LPIPS"]
+    judge = meta["judge"]
+    lines = [
+        f"Judge: {judge['name']} {judge['version']} ({judge['model']}, {judge['mode']}).",
+        f"FID features: {meta['fid_features']}. LPIPS: {meta['lpips']}.",
+        "SeqAcc is case-insensitive (as upstream); NED is the mean normalised edit distance (lower is better).",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for s in summaries:
+        cells = [s["variant"], s["protocol"], s["n"], s["seq_acc"], s["seq_acc_cs"], s["ned"]]
+        if second:
+            cells += [s[f"{second['name']}_seq_acc"], s[f"{second['name']}_ned"]]
+        cells += [_fmt(s["fid"], 2), _fmt(s["fid_crop"], 2), _fmt(s["lpips"], 4)]
+        lines.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def case_grid(cases: list[Case], generated: list[np.ndarray], rows: list[dict], per_side: int) -> Image.Image:
+    """Best and worst cases per protocol (by the judge's NED): original crop, generated crop, target vs judged."""
+    height, width, label_w = 48, 192, 300
+    font = ImageFont.load_default(size=14)
+    entries = []
+    for protocol in dict.fromkeys(c.protocol for c in cases):
+        order = sorted((i for i, c in enumerate(cases) if c.protocol == protocol), key=lambda i: rows[i]["ned"])
+        best, worst = order[:per_side], order[::-1][:per_side]
+        entries += [("best", protocol, i) for i in best] + [("worst", protocol, i) for i in worst]
+    grid = Image.new("RGB", (2 * width + label_w, height * max(len(entries), 1)), (255, 255, 255))
+    draw = ImageDraw.Draw(grid)
+    for row, (tag, protocol, i) in enumerate(entries):
+        y = row * height
+        for col, image in enumerate((cases[i].image, generated[i])):
+            crop = Image.fromarray(crop_quad(image, cases[i].quad))
+            crop.thumbnail((width - 4, height - 4))
+            grid.paste(crop, (col * width + 2, y + 2))
+        judged, mark = rows[i]["judged"], "ok" if rows[i]["correct"] else "x"
+        draw.text((2 * width + 6, y + 4), f"{protocol} {tag} [{mark}]", fill=(90, 90, 90), font=font)
+        draw.text((2 * width + 6, y + 24), f"{cases[i].text!r} -> {judged!r}", fill=(0, 0, 0), font=font)
+    return grid
+
+
+def write_report(
+    out_dir: str | Path,
+    meta: dict,
+    rows: list[dict],
+    summaries: list[dict],
+    grids: dict[str, Image.Image],
+) -> Path:
+    """metrics.json (every figure + meta), metrics.md, cases.jsonl (per case), grid_<variant>.png."""
+    out = Path(out_dir)
+    atomic_write_json(out / "metrics.json", {**meta, "results": summaries})
+    atomic_write_text(out / "metrics.md", markdown_table(summaries, meta))
+    atomic_write_text(out / "cases.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    for name, grid in grids.items():
+        atomic_save_image(out / f"grid_{name}.png", grid)
+    return out
+
+
+def report_meta(cfg: EvalConfig, mode: str, judge: Judge, second: Judge | None, fid_label: str, lpips: str) -> dict:
+    return {
+        "mode": mode,
+        "judge": judge.describe(),
+        "second_judge": second.describe() if second is not None else None,
+        "fid_features": fid_label,
+        "lpips": lpips,
+        "seed": cfg.seed,
+        "num_cases": cfg.num_cases,
+        "versions": package_versions(),
+        "config": asdict(cfg),
+    }
+
+
+# --------------------------------------------------------------------------- the whole run
+
+
+def evaluate(
+    cfg: EvalConfig, manifest: str | None = None, predictions: list[str] | None = None, device: str = "cpu"
+) -> dict:
+    """Score predictions already on disk (`manifest` + `predictions` folders, one row group each) or sample
+    every variant with the pipeline on the dataset cases; write the report to `cfg.out_dir`, return metrics."""
+    from udifftext.judge import build_judge, recognizer_judge_from_folder
+    from udifftext.metrics import build_fid_features, build_lpips
+
+    judge = build_judge(cfg.judge)
+    fid_features, fid_label = build_fid_features(cfg.inception_weights)
+    lpips_model = build_lpips(cfg.lpips_weights) if cfg.lpips_weights else None
+    lpips_label = f"AlexNet v0.1 ({Path(cfg.lpips_weights).name})" if lpips_model else "skipped (no lpips_weights)"
+    second = recognizer_judge_from_folder(cfg.sample.model) if cfg.second_judge else None
+    if manifest is not None:
+        if not predictions:
+            raise ValueError("--manifest needs at least one --pred folder of generated images")
+        cases = read_manifest(manifest)
+        runs = [(Path(folder).name, lambda folder=folder: read_predictions(folder, cases)) for folder in predictions]
+        mode = "predictions"
+    else:
+        cases = dataset_cases(cfg)
+        loaded: dict[str, Any] = {}  # one pipeline in memory at a time; variants sharing a folder reuse it
+
+        def sample_variant(variant: Variant) -> list[np.ndarray]:
+            if variant.model not in loaded:
+                loaded.clear()
+                loaded[variant.model] = load_pipeline(variant.model, device)
+            return sample_cases(loaded[variant.model], cases, variant.sample, desc=f"sample {variant.name}")
+
+        runs = [(v.name, lambda v=v: sample_variant(v)) for v in build_variants(cfg)]
+        mode = "sampling"
+    scorer = Scorer(cases, judge, second, fid_features, lpips_model)
+    all_rows, summaries, grids = [], [], {}
+    for name, generate in runs:
+        generated = generate()
+        rows, summary = scorer.score(name, generated)
+        all_rows += rows
+        summaries += summary
+        grids[name] = case_grid(cases, generated, rows, cfg.grid_cases)
+    meta = report_meta(cfg, mode, judge, second, fid_label, lpips_label)
+    write_report(cfg.out_dir, meta, all_rows, summaries, grids)
+    return {**meta, "results": summaries}
+
+
+def load_pipeline(folder: str, device: str) -> Any:
+    from udifftext.pipeline import UDiffTextPipeline
+
+    return UDiffTextPipeline.from_pretrained(folder).to(device)
