@@ -1,0 +1,124 @@
+"""ViTSTR recognizer: shapes, reading, differentiable crops, export/reload, upstream .pth mapping (issue 5)."""
+
+import pytest
+import torch
+
+from udifftext.config import RecognizerConfig
+from udifftext.io import MissingWeightsError, save_state_dict
+from udifftext.recognizer.vitstr import ViTSTR, load_recognizer, recognition_loss, upstream_vitstr_state_dict
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The CPU is shared: two OpenMP threads under load run tiny models ~30x slower than one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+TINY = RecognizerConfig(img_height=16, img_width=64, patch_size=8, embed_dim=32, depth=2, heads=2)
+
+
+def _tiny(**kw) -> RecognizerConfig:
+    return RecognizerConfig(**{**TINY.__dict__, **kw})
+
+
+def test_forward_shapes_and_read():
+    torch.manual_seed(0)
+    model = ViTSTR(TINY).eval()
+    crops = torch.rand(3, 1, 16, 64)
+    logits = model(crops)
+    assert logits.shape == (3, 12, 95)
+    assert model.features(crops).shape == (3, model.num_tokens, 32) and model.num_tokens == 17
+    texts = model.read(crops)
+    assert len(texts) == 3 and all(len(t) <= 12 for t in texts)
+    with pytest.raises(ValueError, match=r"\(B, 1, 16, 64\)"):
+        model(torch.rand(1, 1, 32, 128))
+
+
+def test_too_few_tokens_is_a_config_error():
+    with pytest.raises(ValueError, match="output tokens"):
+        ViTSTR(_tiny(patch_size=16))  # 1 + 1x4 tokens < 12 positions
+
+
+def test_read_decodes_argmax_up_to_end():
+    torch.manual_seed(0)
+    model = ViTSTR(TINY).eval()
+    ids = model.tokenizer.encode(["Hi!", "ok"])  # (2, 12)
+    with torch.no_grad():
+        model.vit.head.weight.zero_()
+        model.vit.head.bias.zero_()
+    logits_for = torch.nn.functional.one_hot(ids, 95).float() * 10  # (2, 12, 95)
+    model.forward = lambda crops: logits_for  # the decoding rule alone
+    assert model.read(torch.zeros(2, 1, 16, 64)) == ["Hi!", "ok"]
+
+
+def test_recognition_loss_learns_a_fixed_batch():
+    torch.manual_seed(0)
+    model = ViTSTR(TINY)
+    crops = torch.rand(4, 1, 16, 64)
+    ids = model.tokenizer.encode(["ab", "cde", "f", "ghij"])
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(20):
+        loss = recognition_loss(model(crops), ids)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_preprocess_crops_the_box_and_passes_gradients():
+    torch.manual_seed(0)
+    model = ViTSTR(TINY)
+    images = -torch.ones(2, 3, 64, 96)  # black
+    images[0, :, 10:26, 20:84] = 0.0  # a mid-grey 16x64 box: exactly the crop size
+    images[1, :, 0:32, 0:96] = 1.0
+    bboxes = torch.tensor([[10, 26, 20, 84], [32, 64, 0, 96]])  # (top, bottom, left, right)
+    images.requires_grad_(True)
+    crops = model.preprocess(images, bboxes)
+    assert crops.shape == (2, 1, 16, 64)
+    assert torch.allclose(crops[0], torch.full_like(crops[0], 0.5), atol=1e-5)  # inside the grey box
+    assert torch.allclose(crops[1], torch.zeros_like(crops[1]), atol=1e-5)  # the black lower half
+    crops[0].sum().backward()
+    grad = images.grad[0].abs().sum(dim=0)  # (H, W)
+    assert grad[10:26, 20:84].sum() > 0 and grad[40:, :].sum() == 0 and images.grad[1].abs().sum() == 0
+    with pytest.raises(ValueError, match="bboxes"):
+        model.preprocess(images.detach(), bboxes[:1])
+
+
+def test_export_reload_identical(tmp_path):
+    torch.manual_seed(0)
+    model = ViTSTR(TINY).eval()
+    path = save_state_dict(model.state_dict(), tmp_path / "rec.safetensors")
+    torch.manual_seed(1)
+    loaded = load_recognizer(_tiny(weights=str(path))).eval()
+    crops = torch.rand(2, 1, 16, 64)
+    assert torch.equal(model(crops), loaded(crops))
+
+
+def test_missing_weights(tmp_path):
+    with pytest.raises(MissingWeightsError, match="vitstr.pth"):
+        load_recognizer(_tiny(weights=str(tmp_path / "vitstr.pth")))
+
+
+def test_upstream_vitstr_pth_mapping(tmp_path):
+    """An upstream release layout: DataParallel 'module.vitstr.' keys and a [GO], [s], chars head."""
+    torch.manual_seed(0)
+    ours = ViTSTR(_tiny(first_token=1)).eval()
+    upstream = {}
+    for key, value in ours.state_dict().items():
+        name = "module.vitstr." + key.removeprefix("vit.")
+        if key == "vit.head.weight" or key == "vit.head.bias":
+            go = torch.randn_like(value[:1])
+            value = torch.cat([go, value[:1], value[1:]])  # [GO], [s] (= our end), characters
+        upstream[name] = value
+    path = tmp_path / "vitstr_tiny.pth"
+    torch.save(upstream, path)
+    assert upstream["module.vitstr.head.weight"].shape[0] == 96
+    loaded = load_recognizer(_tiny(first_token=1, weights=str(path))).eval()
+    crops = torch.rand(2, 1, 16, 64)
+    assert torch.equal(ours(crops), loaded(crops))
+    assert set(upstream_vitstr_state_dict(upstream)) == set(ours.state_dict())

@@ -1,0 +1,125 @@
+"""scripts/train_encoder.py end to end on the tiny presets: recognizer, then the char encoder against it."""
+
+import csv
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from udifftext.config import RecognizerConfig, TextEncoderConfig, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "train_encoder.py"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The CPU is shared: two OpenMP threads under load run tiny models ~30x slower than one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("train_encoder", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(config: str, out: Path, *overrides: str) -> dict:
+    script = _script()
+    argv = ["--config", str(ROOT / "configs/encoder" / config), "--accelerator", "cpu", "--devices", "1"]
+    script.main(script.parse_args([*argv, f"train.out_dir={out}", *overrides]))
+    return json.loads((out / "eval.json").read_text())
+
+
+def _losses(out: Path, version: int = 0) -> list[float]:
+    rows = csv.DictReader((out / "logs" / f"version_{version}" / "metrics.csv").open())
+    return [float(r["loss"]) for r in rows if r.get("loss")]
+
+
+@pytest.fixture(scope="module")
+def recognizer_run(tmp_path_factory):
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("recognizer")
+    return out, _run("recognizer_tiny.yaml", out)
+
+
+def test_help_is_fast():
+    result = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, timeout=5)
+    assert result.returncode == 0 and "--resume" in result.stdout
+
+
+def test_recognizer_run_learns_exports_and_evaluates(recognizer_run):
+    out, metrics = recognizer_run
+    losses = _losses(out)
+    assert len(losses) == 20
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.2
+    assert metrics["task"] == "recognizer" and metrics["global_step"] == 20
+    assert set(metrics["heldout"]) >= {"word_acc", "word_acc_nocase", "char_acc"}
+    assert metrics["heldout"]["samples"] == 16
+    assert (out / "config.yaml").is_file() and (out / "checkpoints" / "last.ckpt").is_file()
+
+    from udifftext.lit.encoder_module import build_module
+    from udifftext.recognizer.vitstr import load_recognizer
+
+    export = out / "export" / "recognizer.safetensors"
+    rec_cfg = load_config(RecognizerConfig, export.with_suffix(".yaml"), [f"weights={export}"])
+    loaded = load_recognizer(rec_cfg).eval()
+    module = build_module(load_config(type(_stage()), out / "config.yaml"))
+    state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    module.load_state_dict(state)
+    crops = torch.rand(2, 1, 16, 64)
+    assert torch.equal(loaded(crops), module.recognizer.eval()(crops))
+
+
+def test_resume_continues_from_last_checkpoint(recognizer_run):
+    out, _ = recognizer_run
+    metrics = _run("recognizer_tiny.yaml", out, "train.max_steps=24")
+    assert metrics["global_step"] == 24 and metrics["steps_this_launch"] == 4
+    assert len(_losses(out, version=1)) == 4  # the first launch's log is kept in version_0
+    assert len(_losses(out, version=0)) == 20
+
+
+def test_contrastive_run_against_the_recognizer(recognizer_run, tmp_path):
+    rec_out, _ = recognizer_run
+    export = rec_out / "export" / "recognizer.safetensors"
+    torch.manual_seed(0)
+    metrics = _run("tiny.yaml", tmp_path, f"recognizer.weights={export}")
+    losses = _losses(tmp_path)
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+    heldout = metrics["heldout"]
+    assert set(heldout) >= {"retrieval_top1", "cls_acc", "cls_acc_chars", "pos_acc"}
+    assert 0.0 <= heldout["retrieval_top1"] <= 1.0
+
+    from udifftext.text.encoder import load_text_encoder
+
+    enc_export = tmp_path / "export" / "char_encoder.safetensors"
+    enc_cfg = load_config(TextEncoderConfig, enc_export.with_suffix(".yaml"), [f"weights={enc_export}"])
+    assert enc_cfg.width == 32
+    encoder = load_text_encoder(enc_cfg).eval()
+    from safetensors.torch import load_file
+
+    assert not any(k.startswith(("heads.", "recognizer.")) for k in load_file(str(enc_export)))
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    trained = {k.removeprefix("text_encoder."): v for k, v in state.items() if k.startswith("text_encoder.")}
+    reference = load_text_encoder(TextEncoderConfig(**{**enc_cfg.__dict__, "weights": ""}))
+    reference.load_state_dict(trained)
+    assert torch.equal(encoder.encode_text(["abc", "Q!"]), reference.eval().encode_text(["abc", "Q!"]))
+
+
+def test_missing_recognizer_weights_exit_with_one_line(tmp_path):
+    with pytest.raises(SystemExit, match="error: .*nothere.safetensors"):
+        _run("tiny.yaml", tmp_path, f"recognizer.weights={tmp_path / 'nothere.safetensors'}")
+
+
+def _stage():
+    from udifftext.config import EncoderStageConfig
+
+    return EncoderStageConfig()
