@@ -102,29 +102,28 @@ def make_sample(image: np.ndarray, mask: np.ndarray, char_seg: np.ndarray | None
         raise ValueError(f"text longer than max_len={max_len}: '{text}' ({len(text)} chars)")
     if char_seg is not None and char_seg.shape != (len(text), r, r):
         raise ValueError(f"char_seg must be ({len(text)}, {r}, {r}), got {char_seg.shape}")
-    if image.dtype == np.uint8:
-        image = image.astype(np.float32) / 255.0
+    image = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else np.clip(image, 0, 1).astype(np.float32)
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     if rows.size == 0:
         raise SkipSample("empty_mask")
     top, bottom, left, right = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-    gray = cv2.cvtColor(np.ascontiguousarray(image[top:bottom, left:right], np.float32), cv2.COLOR_RGB2GRAY)
+    gray = cv2.cvtColor(np.ascontiguousarray(image[top:bottom, left:right]), cv2.COLOR_RGB2GRAY)
     word_crop = np.clip(resize(gray, cfg.word_crop_height, cfg.word_crop_width), 0.0, 1.0)
 
-    image_t = torch.from_numpy(np.ascontiguousarray(image, np.float32)).permute(2, 0, 1) * 2 - 1  # (3, R, R)
-    mask_t = torch.from_numpy((mask > 0).astype(np.float32))[None]  # (1, R, R)
-    seg = torch.zeros(max_len, r, r)  # (L, R, R)
+    image = np.ascontiguousarray(image.transpose(2, 0, 1)) * 2 - 1  # (3, R, R) in [-1, 1]
+    keep = (mask == 0).astype(np.float32)  # (R, R)
+    seg = np.zeros((max_len, r, r), np.float32)  # (L, R, R)
     if char_seg is not None:
-        seg[: len(text)] = torch.from_numpy(char_seg.astype(np.float32))
-    seg_mask = torch.zeros(max_len)  # (L,)
+        seg[: len(text)] = char_seg
+    seg_mask = np.zeros(max_len, np.float32)  # (L,)
     seg_mask[: len(text)] = 1
     return {
-        "image": image_t.clamp(-1, 1),
-        "mask": mask_t,
-        "masked_image": image_t.clamp(-1, 1) * (1 - mask_t),
+        "image": torch.from_numpy(image),
+        "mask": torch.from_numpy(1 - keep)[None],  # (1, R, R)
+        "masked_image": torch.from_numpy(image * keep),
         "text": text,
-        "char_seg": seg,
-        "char_seg_mask": seg_mask,
+        "char_seg": torch.from_numpy(seg),
+        "char_seg_mask": torch.from_numpy(seg_mask),
         "bbox": torch.tensor([top, bottom, left, right], dtype=torch.long),
         "word_crop": torch.from_numpy(word_crop.astype(np.float32))[None],  # (1, h, w)
     }

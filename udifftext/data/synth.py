@@ -231,8 +231,8 @@ class SyntheticTextDataset(Dataset):
             self._composite(rng, scene, placed)
         if rng.random() < 0.3:
             scene = cv2.GaussianBlur(scene, (0, 0), rng.uniform(0.3, 1.0))
-        scene = np.clip(scene + rng.normal(0, 0.01, scene.shape).astype(np.float32), 0, 1)
-        scene = np.rint(scene * 255).astype(np.uint8)  # 8-bit like any photo: a saved PNG reloads identically
+        scene = scene * 255 + rng.standard_normal(scene.shape, dtype=np.float32) * 2.5  # sensor noise
+        scene = np.clip(np.rint(scene), 0, 255).astype(np.uint8)  # 8-bit like any photo: a PNG reloads identically
 
         polygon = _warp_points(target.homography, _quad(target.word, POLYGON_PAD * target.drawn.size))
         crop = compute_roi_crop((height, width), polygon, cfg.resolution, cfg.crop_min_area_ratio)
