@@ -1,0 +1,207 @@
+"""Sampling pipeline on tiny random-weight models: determinism, exact paste-back, noise selection, refinement,
+input checks, save/load round trip, schedulers, VAE and glyph-channel models."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from udifftext.config import NoiseSelectionConfig, RefinementConfig, SampleConfig, UNetStageConfig, load_config
+from udifftext.io import MissingWeightsError
+from udifftext.pipeline import UDiffTextPipeline
+from udifftext.sampling import noise_selection
+from udifftext.sampling.guidance import GuidedDenoiser
+from udifftext.sampling.refinement import refine_latent
+from udifftext.sampling.regions import Region, parse_box, parse_quad, region_mask
+from udifftext.sampling.schedulers import build_scheduler
+
+FAST = SampleConfig(steps=2, noise_selection=NoiseSelectionConfig(candidates=3, steps=1, chunk_size=2))
+R = 32  # the tiny preset at half its resolution keeps these tests within seconds on 2 cores
+SMALL = [f"data.resolution={R}", f"unet.sample_size={R}"]
+
+
+@pytest.fixture(scope="module")
+def tiny_cfg() -> UNetStageConfig:
+    return load_config(UNetStageConfig, "configs/unet/tiny.yaml", SMALL)
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_cfg) -> UDiffTextPipeline:
+    return UDiffTextPipeline.from_config(tiny_cfg)
+
+
+@pytest.fixture(scope="module")
+def scene() -> Image.Image:
+    """An odd-sized RGBA image: the pipeline must accept any size and mode."""
+    rng = np.random.default_rng(0)
+    return Image.fromarray(rng.integers(0, 256, (61, 97, 4), dtype=np.uint8), mode="RGBA")
+
+
+def test_same_seed_same_output_and_other_seed_differs(pipe, scene):
+    a = pipe(scene, [parse_box("10,20,70,40")], ["Hello"], FAST)
+    b = pipe(scene, [parse_box("10,20,70,40")], ["Hello"], FAST)
+    c = pipe(scene, [parse_box("10,20,70,40")], ["Hello"], replace(FAST, seed=1))
+    assert np.array_equal(np.asarray(a.image), np.asarray(b.image))
+    assert not np.array_equal(np.asarray(a.image), np.asarray(c.image))
+    assert a.image.size == scene.size and a.image.mode == "RGB"
+    assert a.crops[0].size == (R, R) and a.heatmaps[0].shape == (5, R, R)
+    assert a.record["regions"][0]["noise_selection"]["chosen"] in range(3)
+    assert len(a.record["regions"][0]["noise_selection"]["scores"]) == 3
+
+
+def test_pixels_outside_every_mask_are_unchanged(pipe, scene):
+    regions = [parse_box("5,5,45,25"), parse_quad("50,30,90,34,88,55,52,50")]
+    out = pipe(scene, regions, ["ab", "XY"], FAST)
+    before = np.asarray(scene.convert("RGB"))
+    after = np.asarray(out.image)
+    inside = region_mask(regions[0], scene.size) | region_mask(regions[1], scene.size)
+    assert np.array_equal(before[~inside], after[~inside])
+    assert np.abs(before[inside].astype(int) - after[inside]).mean() > 5  # something was generated
+    assert [r["text"] for r in out.record["regions"]] == ["ab", "XY"]
+    assert [r["seed"] for r in out.record["regions"]] == [0, 1]
+
+
+def test_select_noise_keeps_lowest_score_across_chunks():
+    candidates = torch.randn(7, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    calls = []
+
+    def stub(chunk):
+        calls.append(chunk.shape[0])
+        return chunk.mean(dim=(1, 2, 3))
+
+    best, scores = noise_selection.select_noise(candidates, stub, chunk_size=3)
+    assert calls == [3, 3, 1]
+    assert best == int(candidates.mean(dim=(1, 2, 3)).argmin())
+    assert scores == pytest.approx(candidates.mean(dim=(1, 2, 3)).tolist())
+
+
+def test_pipeline_starts_from_the_lowest_scoring_candidate(pipe, scene, monkeypatch):
+    seen = []
+
+    def stub_scores(denoiser, scheduler_name, diffusion, cfg, noises, cond):
+        seen.append(noises.clone())
+        return noises.flatten(1)[:, 0]  # (k,) any deterministic score of the candidate itself
+
+    monkeypatch.setattr(noise_selection, "short_run_scores", stub_scores)
+    cfg = replace(FAST, noise_selection=NoiseSelectionConfig(candidates=5, steps=1, chunk_size=2))
+    out = pipe(scene, [parse_box("10,20,70,40")], ["Hi"], cfg)
+    candidates = torch.cat(seen)  # (5, 3, R, R), scored in chunks of 2, 2, 1
+    assert [c.shape[0] for c in seen] == [2, 2, 1]
+    record = out.record["regions"][0]["noise_selection"]
+    assert record["chosen"] == int(candidates[:, 0, 0, 0].argmin())
+    assert record["scores"] == pytest.approx(candidates[:, 0, 0, 0].tolist())
+    noise, _ = noise_selection.choose_initial_noise(
+        None, "euler", pipe.cfg.diffusion, cfg.noise_selection, (3, R, R), None, torch.Generator().manual_seed(0), "cpu"
+    )
+    assert torch.equal(noise[0], candidates[record["chosen"]])
+
+
+def test_refinement_lowers_attention_loss(pipe, tiny_cfg):
+    rng = np.random.default_rng(1)
+    crop = rng.integers(0, 256, (R, R, 3), dtype=np.uint8)
+    mask = np.zeros((R, R), np.uint8)
+    mask[12:20, 4:28] = 1
+    cond = pipe._condition(crop, mask, "Hello")
+    denoiser = GuidedDenoiser(pipe.unet, pipe.store, 5.0, tiny_cfg.loss)
+    scheduler = build_scheduler("euler", tiny_cfg.diffusion, 10)
+    z = torch.randn(1, 3, R, R, generator=torch.Generator().manual_seed(0)) * scheduler.init_noise_sigma
+    t = scheduler.timesteps[5]
+    cfg = RefinementConfig(enabled=True, iterative_steps=[5], thresholds=[-10.0], max_iters=3)
+    with torch.no_grad():
+        before = float(denoiser.conditional_aae(scheduler, z, t, cond))
+    refined, losses = refine_latent(denoiser, scheduler, z, t, cond, 5, 10, cfg)
+    with torch.no_grad():
+        after = float(denoiser.conditional_aae(scheduler, refined, t, cond))
+    assert losses[0] == pytest.approx(before, abs=1e-6) and len(losses) == 3
+    assert losses[2] < losses[1] < losses[0]
+    assert after < before
+
+
+def test_refinement_runs_in_the_pipeline(pipe, scene):
+    cfg = replace(FAST, refinement=RefinementConfig(enabled=True, iterative_steps=[1], thresholds=[-10.0], max_iters=2))
+    out = pipe(scene, [parse_box("10,20,70,40")], ["Hi"], cfg)
+    assert {k: len(v) for k, v in out.record["regions"][0]["refinement"]["losses"].items()} == {"0": 1, "1": 2}
+
+
+@pytest.mark.parametrize(
+    ("regions", "texts", "message"),
+    [
+        ([parse_box("10,20,70,40")], ["Hello", "extra"], "2 texts for 1 regions"),
+        ([parse_box("10,20,70,40")], ["HELLOWORLDXYZ"], "longer than max_len=12"),
+        ([parse_box("10,20,70,40")], ["héllo"], "outside the alphabet: ['é']"),
+        ([parse_box("10,20,70,40")], [""], "at least one character"),
+        ([parse_box("10,20,120,40")], ["Hi"], "0 <= x0 < x1 <= 97"),
+        ([parse_box("30,20,30,40")], ["Hi"], "0 <= x0 < x1 <= 97"),
+        ([Region("mask", np.zeros((61, 97), bool))], ["Hi"], "mask is empty"),
+        ([Region("mask", np.ones((60, 97), bool))], ["Hi"], "mask size 97x60 differs from the image 97x61"),
+        ([], [], "at least one region"),
+    ],
+)
+def test_bad_inputs_are_one_line_value_errors(pipe, scene, regions, texts, message):
+    with pytest.raises(ValueError) as err:
+        pipe.check_inputs(scene, regions, texts, FAST)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_bad_files_and_config(pipe, scene, tmp_path):
+    (tmp_path / "broken.png").write_text("not an image")
+    with pytest.raises(ValueError, match="cannot read image"):
+        pipe.check_inputs(tmp_path / "broken.png", [parse_box("1,1,5,5")], ["a"], FAST)
+    with pytest.raises(ValueError, match="image not found"):
+        pipe.check_inputs(tmp_path / "missing.png", [parse_box("1,1,5,5")], ["a"], FAST)
+    with pytest.raises(ValueError, match="--box must be x0,y0,x1,y1"):
+        parse_box("1,2,3")
+    with pytest.raises(ValueError, match="scheduler must be one of"):
+        pipe.check_inputs(scene, [parse_box("1,1,5,5")], ["a"], replace(FAST, scheduler="heun"))
+    with pytest.raises(MissingWeightsError, match="does not exist"):
+        UDiffTextPipeline.from_pretrained(tmp_path / "no_such_folder")
+
+
+def test_save_pretrained_round_trip_gives_identical_output(pipe, scene, tmp_path):
+    pipe.save_pretrained(tmp_path / "model")
+    loaded = UDiffTextPipeline.from_pretrained(tmp_path / "model")
+    a = pipe(scene, [parse_box("10,20,70,40")], ["Hello"], FAST)
+    b = loaded(scene, [parse_box("10,20,70,40")], ["Hello"], FAST)
+    assert np.array_equal(np.asarray(a.image), np.asarray(b.image))
+    assert b.record["model"] == str(tmp_path / "model")
+
+
+def test_schedulers_use_upstream_timesteps(tiny_cfg):
+    upstream = np.linspace(999, 0, 50, endpoint=False).astype(int)
+    for name in ("euler", "ddim", "dpmpp"):
+        assert build_scheduler(name, tiny_cfg.diffusion, 50).timesteps.long().tolist() == upstream.tolist()
+    assert build_scheduler("euler", tiny_cfg.diffusion, 2).timesteps.long().tolist() == [999, 499]
+
+
+@pytest.mark.parametrize("scheduler", ["ddim", "dpmpp"])
+def test_other_schedulers_sample(pipe, scene, scheduler):
+    out = pipe(scene, [parse_box("10,20,70,40")], ["Hi"], replace(FAST, scheduler=scheduler, attention_heatmaps=False))
+    assert out.heatmaps == [None] and np.isfinite(np.asarray(out.image, float)).all()
+
+
+def test_vae_first_stage_and_glyph_channel(tiny_cfg, scene):
+    """A tiny VAE (factor 2, 4 latent channels) with a glyph channel: shapes line up, outside pixels kept."""
+    cfg = load_config(
+        UNetStageConfig,
+        "configs/unet/tiny.yaml",
+        [
+            f"data.resolution={R}",
+            "first_stage.kind=vae",
+            "first_stage.block_out_channels=[32,32]",
+            "unet.in_channels=10",
+            "unet.out_channels=4",
+            f"unet.sample_size={R // 2}",
+            "unet.glyph_channel=true",
+            "loss.min_attn_size=4",
+        ],
+    )
+    vae_pipe = UDiffTextPipeline.from_config(cfg)
+    region = parse_box("10,20,70,40")
+    out = vae_pipe(scene, [region], ["Hey"], FAST)
+    inside = region_mask(region, scene.size)
+    assert np.array_equal(np.asarray(scene.convert("RGB"))[~inside], np.asarray(out.image)[~inside])
+    assert out.crops[0].size == (R, R) and out.heatmaps[0].shape == (3, R, R)
