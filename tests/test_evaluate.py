@@ -93,7 +93,7 @@ def test_score_predictions_end_to_end(fixture_dir, tmp_path):
     assert "rapidocr_onnxruntime" in table and "| perfect | editing | 3 | 1.000 |" in table
     for variant in ("perfect", "blank"):
         grid = Image.open(out / f"grid_{variant}.png")
-        assert grid.height == 48 * 2 * 2 * 2  # 2 protocols x (2 best + 2 worst) rows
+        assert grid.height == 22 + 56 * 2 * (2 + 1)  # header + 2 protocols x (2 best + the 1 other case)
 
 
 def test_lpips_in_the_report_is_zero_for_identical_reconstructions(fixture_dir, tmp_path):
@@ -129,8 +129,8 @@ def test_missing_weights_and_bad_inputs_are_one_line_errors(fixture_dir, tmp_pat
 
 
 def test_manifest_errors_name_the_line(tmp_path):
-    (tmp_path / "m.jsonl").write_text('{"id": "a", "image": "x.png", "text": "hi"}\n')
-    with pytest.raises(ValueError, match=r"m\.jsonl:1: expected keys id, image, text and one of mask/box"):
+    (tmp_path / "m.jsonl").write_text('{"id": "a", "image": "x.png", "box": "0,0,4,4"}\n')
+    with pytest.raises(ValueError, match=r"m\.jsonl:1: missing field\(s\) \['text'\]"):
         read_manifest(tmp_path / "m.jsonl")
     (tmp_path / "m.jsonl").write_text('{"id": "a", "image": "x.png", "box": "0,0,4,4", "text": "hi"}\n')
     with pytest.raises(ValueError, match="image not found"):
@@ -147,3 +147,87 @@ def test_case_subset_and_editing_words_are_seeded():
     assert edit_text("cat", table, np.random.default_rng(0), "abc") == "dog"  # never the source word
     fallback = edit_text("zebras", table, np.random.default_rng(0), "abcXYZ")  # no 6-letter word in the list
     assert len(fallback) == 6 and set(fallback) <= set("abc")
+
+
+def _tiny_eval(tmp_path, *overrides: str) -> EvalConfig:
+    return load_config(EvalConfig, ROOT / "configs/eval/tiny.yaml", [f"out_dir={tmp_path / 'report'}", *overrides])
+
+
+def test_written_manifest_is_read_back_identically_and_sample_py_accepts_it(tmp_path):
+    from udifftext.evaluation import dataset_cases, write_manifest
+    from udifftext.sampling.runner import read_manifest as sample_py_manifest
+
+    cases = dataset_cases(_tiny_eval(tmp_path, "num_cases=3"))
+    assert [c.protocol for c in cases] == ["reconstruction", "editing"] * 3
+    for recon, edit in zip(cases[::2], cases[1::2], strict=True):
+        assert recon.text == recon.source_text == edit.source_text
+        assert len(edit.text) == len(recon.text) and edit.text != recon.text
+    path = write_manifest(cases, tmp_path / "cases")
+    assert len(list((tmp_path / "cases/images").glob("*.png"))) == 3  # originals shared by both protocols
+    jobs = sample_py_manifest(path, tmp_path / "pred")
+    assert [j.id for j in jobs] == [c.id for c in cases]
+    again = read_manifest(path)
+    for a, b in zip(cases, again, strict=True):
+        assert (a.id, a.protocol, a.text, a.source_text) == (b.id, b.protocol, b.text, b.source_text)
+        np.testing.assert_array_equal(a.image, b.image)
+        np.testing.assert_array_equal(a.mask, b.mask)
+    assert dataset_cases(_tiny_eval(tmp_path, "num_cases=3"))[1].text == cases[1].text  # seeded editing words
+
+
+class StubPipeline:
+    """Writes the text in dark DejaVu on a light box over the region when noise selection is on, else blanks it."""
+
+    def __init__(self) -> None:
+        self.configs = []
+
+    def __call__(self, image, regions, texts, cfg):
+        from types import SimpleNamespace
+
+        self.configs.append(cfg)
+        mask = np.asarray(regions[0].value) > 127
+        ys, xs = np.nonzero(mask)
+        box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+        out = image.copy()
+        draw = ImageDraw.Draw(out)
+        draw.rectangle((box[0], box[1], box[2] - 1, box[3] - 1), fill=(240, 240, 240))
+        if cfg.noise_selection.enabled:
+            font = ImageFont.truetype(str(FONT), max(box[3] - box[1] - 4, 6))
+            left, top, right, bottom = font.getbbox(texts[0])
+            word = Image.new("RGB", (right - left + 4, bottom - top + 4), (240, 240, 240))
+            ImageDraw.Draw(word).text((2 - left, 2 - top), texts[0], font=font, fill=(10, 10, 10))
+            out.paste(word.resize((box[2] - box[0], box[3] - box[1]), Image.BICUBIC), box[:2])
+        return SimpleNamespace(image=out)
+
+
+def test_sampling_mode_runs_every_variant_on_the_same_cases(tmp_path, monkeypatch):
+    import udifftext.evaluation as evaluation
+
+    stub = StubPipeline()
+    loaded = []
+    monkeypatch.setattr(evaluation, "load_pipeline", lambda folder, device: loaded.append(folder) or stub)
+    cfg = _tiny_eval(tmp_path, "data.resolution=128", "sample.model=some/model")
+    metrics = evaluation.evaluate(cfg)
+    assert loaded == ["some/model"]  # the variant shares the main model's folder: loaded once
+    assert [c.noise_selection.enabled for c in stub.configs] == [True] * 8 + [False] * 8
+    assert {c.steps for c in stub.configs} == {4}  # the tiny sample settings reach every variant
+    results = {(r["variant"], r["protocol"]): r for r in metrics["results"]}
+    assert set(results) == {(v, p) for v in ("udifftext", "no_noise_selection") for p in ("reconstruction", "editing")}
+    for protocol in ("reconstruction", "editing"):
+        assert results["udifftext", protocol]["seq_acc"] >= 0.75  # the judge reads the stub's text
+        assert results["no_noise_selection", protocol]["seq_acc"] == 0.0
+    assert metrics["mode"] == "sampling" and metrics["config"]["variants"][0]["name"] == "no_noise_selection"
+    assert (tmp_path / "report/grid_no_noise_selection.png").is_file()
+
+
+def test_sampling_mode_with_a_tiny_random_pipeline(tmp_path):
+    from udifftext.config import UNetStageConfig
+    from udifftext.evaluation import evaluate
+    from udifftext.pipeline import UDiffTextPipeline
+
+    model = tmp_path / "model"
+    UDiffTextPipeline.from_config(load_config(UNetStageConfig, ROOT / "configs/unet/tiny.yaml")).save_pretrained(model)
+    cfg = _tiny_eval(tmp_path, f"sample.model={model}", "sample.steps=1", "num_cases=2", "protocols=[reconstruction]")
+    metrics = evaluate(cfg)
+    assert [(r["variant"], r["n"]) for r in metrics["results"]] == [("udifftext", 2), ("no_noise_selection", 2)]
+    rows = [json.loads(line) for line in (tmp_path / "report/cases.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and all(isinstance(r["judged"], str) for r in rows)

@@ -17,7 +17,7 @@ import hashlib
 import importlib.metadata
 import json
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from udifftext.config import ConfigError, EvalConfig, SampleConfig
 from udifftext.io import atomic_save_image, atomic_write_json, atomic_write_text
-from udifftext.judge import Judge, crop_quad, mask_to_quad
+from udifftext.judge import Judge, crop_quad, mask_to_quad, order_quad
 from udifftext.metrics import normalized_edit_distance
 
 PROTOCOLS = ("reconstruction", "editing")
@@ -57,12 +57,13 @@ class Case:
     mask: np.ndarray  # (H, W) bool, True where text is generated
     text: str  # the target text
     source_text: str = ""  # the text the region held originally ("" when unknown)
-    quad: np.ndarray = field(init=False)  # (4, 2) the region read by the judges
+    quad: np.ndarray | None = None  # (4, 2) the region read by the judges; None = the mask's tightest rectangle
 
     def __post_init__(self) -> None:
         if self.image.shape[:2] != self.mask.shape:
             raise ValueError(f"case {self.id}: mask {self.mask.shape} differs from image {self.image.shape[:2]}")
-        self.quad = mask_to_quad(self.mask)
+        if self.quad is None:
+            self.quad = mask_to_quad(self.mask)
 
 
 @dataclass
@@ -154,7 +155,7 @@ def write_manifest(cases: list[Case], folder: str | Path) -> Path:
 
 
 def read_manifest(path: str | Path) -> list[Case]:
-    """Cases from a manifest: one JSON per line with id, image, mask or box ("x0,y0,x1,y1" or a list), text.
+    """Cases from a `sample.py` manifest: one JSON per line with id, image, one of box/quad/mask, text.
 
     Optional keys: protocol (default "manifest"), source_text. Paths are relative to the manifest's folder.
     """
@@ -171,12 +172,15 @@ def read_manifest(path: str | Path) -> list[Case]:
         except json.JSONDecodeError as err:
             raise ValueError(f"{where}: not valid JSON ({err.msg})") from None
         missing = [k for k in ("id", "image", "text") if k not in entry]
-        if missing or ("mask" in entry) == ("box" in entry):
-            raise ValueError(f"{where}: expected keys id, image, text and one of mask/box, got {sorted(entry)}")
+        if missing:
+            raise ValueError(
+                f"{where}: missing field(s) {missing}; each case needs id, image, text and a box/quad/mask"
+            )
         image = _read_rgb(path.parent / entry["image"], f"{where} image")
-        mask = _entry_mask(entry, image.shape[:2], path.parent, where)
+        mask, quad = _entry_region(entry, image, path.parent, where)
         protocol = str(entry.get("protocol", "manifest"))
-        cases.append(Case(str(entry["id"]), protocol, image, mask, str(entry["text"]), entry.get("source_text", "")))
+        case = Case(str(entry["id"]), protocol, image, mask, str(entry["text"]), entry.get("source_text", ""), quad)
+        cases.append(case)
     if not cases:
         raise ValueError(f"manifest '{path}' has no cases")
     return cases
@@ -189,26 +193,20 @@ def _read_rgb(path: Path, what: str) -> np.ndarray:
         return np.asarray(img.convert("RGB"))
 
 
-def _entry_mask(entry: dict, shape: tuple[int, int], root: Path, where: str) -> np.ndarray:
-    if "mask" in entry:
-        mask_path = root / entry["mask"]
-        if not mask_path.is_file():
-            raise ValueError(f"{where}: mask not found: '{mask_path}'")
-        with Image.open(mask_path) as img:
-            mask = np.asarray(img.convert("L")) > 127
-        if mask.shape != shape:
-            raise ValueError(f"{where}: mask size {mask.shape[::-1]} differs from the image {shape[::-1]} (W, H)")
-        return mask
-    box = entry["box"]
-    values = [float(v) for v in (box.split(",") if isinstance(box, str) else box)]
-    if len(values) != 4:
-        raise ValueError(f"{where}: box must be x0,y0,x1,y1, got {box!r}")
-    x0, y0, x1, y1 = (int(round(v)) for v in values)
-    if not (0 <= x0 < x1 <= shape[1] and 0 <= y0 < y1 <= shape[0]):
-        raise ValueError(f"{where}: box {box!r} must lie inside the {shape[1]}x{shape[0]} image")
-    mask = np.zeros(shape, dtype=bool)
-    mask[y0:y1, x0:x1] = True
-    return mask
+def _entry_region(entry: dict, image: np.ndarray, root: Path, where: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """The (H, W) mask of a manifest entry's box / quad / mask (sample.py's own parsing) and its quad if given."""
+    from udifftext.sampling.regions import REGION_KINDS, parse_region, region_mask
+
+    kinds = [k for k in REGION_KINDS if k in entry]
+    if len(kinds) != 1:
+        raise ValueError(f"{where}: give exactly one of {', '.join(REGION_KINDS)}; got {kinds or 'none'}")
+    value = str(root / entry["mask"]) if kinds[0] == "mask" else entry[kinds[0]]
+    try:
+        region = parse_region(kinds[0], value)
+        mask = region_mask(region, (image.shape[1], image.shape[0]))
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
+    return mask, order_quad(np.asarray(region.value)) if region.kind == "quad" else None
 
 
 def read_predictions(folder: str | Path, cases: list[Case]) -> list[np.ndarray]:
@@ -385,24 +383,28 @@ def markdown_table(summaries: list[dict], meta: dict) -> str:
 
 def case_grid(cases: list[Case], generated: list[np.ndarray], rows: list[dict], per_side: int) -> Image.Image:
     """Best and worst cases per protocol (by the judge's NED): original crop, generated crop, target vs judged."""
-    height, width, label_w = 48, 192, 300
+    height, width, label_w, header = 56, 224, 320, 22
     font = ImageFont.load_default(size=14)
     entries = []
     for protocol in dict.fromkeys(c.protocol for c in cases):
         order = sorted((i for i, c in enumerate(cases) if c.protocol == protocol), key=lambda i: rows[i]["ned"])
-        best, worst = order[:per_side], order[::-1][:per_side]
+        best = order[:per_side]
+        worst = [i for i in reversed(order) if i not in best][:per_side]
         entries += [("best", protocol, i) for i in best] + [("worst", protocol, i) for i in worst]
-    grid = Image.new("RGB", (2 * width + label_w, height * max(len(entries), 1)), (255, 255, 255))
+    grid = Image.new("RGB", (2 * width + label_w, header + height * len(entries)), (255, 255, 255))
     draw = ImageDraw.Draw(grid)
+    for x, title in ((4, "original"), (width + 4, "generated"), (2 * width + 6, "target -> judged")):
+        draw.text((x, 3), title, fill=(0, 0, 0), font=font)
     for row, (tag, protocol, i) in enumerate(entries):
-        y = row * height
+        y = header + row * height
         for col, image in enumerate((cases[i].image, generated[i])):
             crop = Image.fromarray(crop_quad(image, cases[i].quad))
-            crop.thumbnail((width - 4, height - 4))
-            grid.paste(crop, (col * width + 2, y + 2))
+            scale = min((width - 6) / crop.width, (height - 6) / crop.height)  # up- or down-scale to the cell
+            crop = crop.resize((max(round(crop.width * scale), 1), max(round(crop.height * scale), 1)), Image.BICUBIC)
+            grid.paste(crop, (col * width + 3, y + 3))
         judged, mark = rows[i]["judged"], "ok" if rows[i]["correct"] else "x"
-        draw.text((2 * width + 6, y + 4), f"{protocol} {tag} [{mark}]", fill=(90, 90, 90), font=font)
-        draw.text((2 * width + 6, y + 24), f"{cases[i].text!r} -> {judged!r}", fill=(0, 0, 0), font=font)
+        draw.text((2 * width + 6, y + 6), f"{protocol} {tag} [{mark}]", fill=(90, 90, 90), font=font)
+        draw.text((2 * width + 6, y + 28), f"{cases[i].text!r} -> {judged!r}", fill=(0, 0, 0), font=font)
     return grid
 
 
@@ -487,4 +489,4 @@ def evaluate(
 def load_pipeline(folder: str, device: str) -> Any:
     from udifftext.pipeline import UDiffTextPipeline
 
-    return UDiffTextPipeline.from_pretrained(folder).to(device)
+    return UDiffTextPipeline.from_pretrained(folder, device=device)
