@@ -8,6 +8,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from udifftext.config import EvalConfig, load_config
 from udifftext.evaluation import edit_text, read_manifest, select_indices, words_by_length
+from udifftext.io import MissingWeightsError
 
 ROOT = Path(__file__).resolve().parents[1]
 FONT = next(
@@ -205,9 +206,12 @@ def test_sampling_mode_runs_every_variant_on_the_same_cases(tmp_path, monkeypatc
     stub = StubPipeline()
     loaded = []
     monkeypatch.setattr(evaluation, "load_pipeline", lambda folder, device: loaded.append(folder) or stub)
-    cfg = _tiny_eval(tmp_path, "data.resolution=128", "sample.model=some/model")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.yaml").write_text("{}\n")  # the stub stands in for the folder's weights
+    cfg = _tiny_eval(tmp_path, "data.resolution=128", f"sample.model={model}")
     metrics = evaluation.evaluate(cfg)
-    assert loaded == ["some/model"]  # the variant shares the main model's folder: loaded once
+    assert loaded == [str(model)]  # the variant shares the main model's folder: loaded once
     assert [c.noise_selection.enabled for c in stub.configs] == [True] * 8 + [False] * 8
     assert {c.steps for c in stub.configs} == {4}  # the tiny sample settings reach every variant
     results = {(r["variant"], r["protocol"]): r for r in metrics["results"]}
@@ -217,6 +221,15 @@ def test_sampling_mode_runs_every_variant_on_the_same_cases(tmp_path, monkeypatc
         assert results["no_noise_selection", protocol]["seq_acc"] == 0.0
     assert metrics["mode"] == "sampling" and metrics["config"]["variants"][0]["name"] == "no_noise_selection"
     assert (tmp_path / "report/grid_no_noise_selection.png").is_file()
+
+
+def test_a_missing_variant_model_fails_before_sampling(tmp_path, monkeypatch):
+    import udifftext.evaluation as evaluation
+
+    monkeypatch.setattr(evaluation, "dataset_cases", lambda cfg: pytest.fail("cases built before the check"))
+    cfg = _tiny_eval(tmp_path, f"sample.model={tmp_path / 'nowhere'}")
+    with pytest.raises(MissingWeightsError, match=r"nowhere/model\.yaml does not exist"):
+        evaluation.evaluate(cfg)
 
 
 def test_sampling_mode_with_a_tiny_random_pipeline(tmp_path):

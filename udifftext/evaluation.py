@@ -447,6 +447,8 @@ def evaluate(
 ) -> dict:
     """Score predictions already on disk (`manifest` + `predictions` folders, one row group each) or sample
     every variant with the pipeline on the dataset cases; write the report to `cfg.out_dir`, return metrics."""
+    from udifftext.checkpoint import FOLDER_SOURCE, MODEL_CONFIG
+    from udifftext.io import require_path
     from udifftext.judge import build_judge, recognizer_judge_from_folder
     from udifftext.metrics import build_fid_features, build_lpips
 
@@ -462,6 +464,9 @@ def evaluate(
         runs = [(Path(folder).name, lambda folder=folder: read_predictions(folder, cases)) for folder in predictions]
         mode = "predictions"
     else:
+        variants = build_variants(cfg)
+        for folder in dict.fromkeys(v.model for v in variants):  # fail before hours of sampling, not after
+            require_path(Path(folder) / MODEL_CONFIG, "a pipeline folder (model.yaml + weights)", FOLDER_SOURCE)
         cases = dataset_cases(cfg)
         loaded: dict[str, Any] = {}  # one pipeline in memory at a time; variants sharing a folder reuse it
 
@@ -471,7 +476,7 @@ def evaluate(
                 loaded[variant.model] = load_pipeline(variant.model, device)
             return sample_cases(loaded[variant.model], cases, variant.sample, desc=f"sample {variant.name}")
 
-        runs = [(v.name, lambda v=v: sample_variant(v)) for v in build_variants(cfg)]
+        runs = [(v.name, lambda v=v: sample_variant(v)) for v in variants]
         mode = "sampling"
     scorer = Scorer(cases, judge, second, fid_features, lpips_model)
     all_rows, summaries, grids = [], [], {}
