@@ -1,7 +1,9 @@
 """Write a fixed synthetic dataset in the LAION-OCR folder layout (read back with `data.source=folder`).
 
-    python scripts/make_synthetic.py --config configs/data/tiny.yaml --num 1000 --out runs/synth_tiny \
-        [--preview docs/images/synthetic_preview.png] [--workers 2] [split=heldout ...]
+    python scripts/make_synthetic.py --num 1000 --out runs/synth_tiny [--config DATA.yaml] \
+        [--preview PNG] [--workers 2] resolution=64 crop_min_area_ratio=0.2 [split=heldout ...]
+
+--config and the dotted overrides are DataConfig fields (top level, no `data.` prefix).
 
 Samples go to OUT/<split>/<index:07d>/ (image.png, ocr.txt, charseg.npy, charpos.npy); sample i is the
 same as `SyntheticTextDataset(cfg)[i]`. Re-running with the same config resumes: finished samples are
