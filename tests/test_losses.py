@@ -69,6 +69,8 @@ def test_local_loss_skips_samples_without_char_masks_and_has_gradients():
     torch.testing.assert_close(both, alone)
     both.backward()
     assert maps.grad[0].abs().sum() > 0 and maps.grad[1].abs().sum() == 0
+    no_seg = local_attention_loss([maps], torch.cat([seg, torch.zeros_like(seg)]), torch.cat([valid, valid]))
+    torch.testing.assert_close(no_seg, alone)  # char_seg_mask set but no masks (ICDAR13-like): skipped too
     none = local_attention_loss([maps], torch.zeros(2, L, H, W), torch.zeros(2, L))
     assert none.item() == 0 and none.requires_grad
 

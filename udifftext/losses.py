@@ -62,7 +62,8 @@ def local_attention_loss(
     p_j = max of G(A_j)·S_j, with S_j the char mask resized (nearest) to the map size; average n and p over
     the real characters (`char_seg_mask`); layer loss = mean n - mean p; mean over layers, then batch.
     maps: list of (B, L, h, w); char_seg (B, L, H, W) in {0, 1}; char_seg_mask (B, L), 1 for real characters.
-    Samples with no character masks are skipped; with none in the batch the loss is 0 (still in the graph).
+    Samples with no character masks (all-zero `char_seg`, e.g. ICDAR13) or no real characters are skipped;
+    with none left in the batch the loss is 0 (still in the graph).
     """
     _check_maps(maps, char_seg_mask)
     if char_seg.shape[:2] != char_seg_mask.shape:
@@ -70,7 +71,7 @@ def local_attention_loss(
         raise ValueError(f"char_seg must be {want}, got {tuple(char_seg.shape)}")
     valid = char_seg_mask.float()  # (B, L)
     count = valid.sum(1)  # (B,)
-    keep = count > 0  # (B,)
+    keep = (count > 0) & (char_seg.flatten(1).amax(1) > 0)  # (B,) real characters with masks
     if not keep.any():
         return sum(m.sum() for m in maps) * 0.0
     per_layer = []

@@ -1,0 +1,159 @@
+"""The diffusion stage end to end on the tiny preset: losses, Lightning runs, resume, export, L_ocr gradients."""
+
+import csv
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from udifftext.config import UNetStageConfig, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["data.resolution=32", "unet.sample_size=32", "train.batch_size=4", "train.val_samples=2", "val_steps=2"]
+
+
+def tiny(tmp_path: Path, *overrides: str) -> UNetStageConfig:
+    overrides = [*FAST, f"train.out_dir={tmp_path}", *overrides]
+    return load_config(UNetStageConfig, ROOT / "configs/unet/tiny.yaml", overrides)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One thread: on a shared, loaded 2-core machine two threads run these tiny nets 5-20x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def logged(out_dir: Path, key: str) -> list[float]:
+    rows = []
+    for path in sorted((out_dir / "logs").glob("version_*/metrics.csv")):
+        rows += [float(r[key]) for r in csv.DictReader(path.open()) if r.get(key)]
+    return rows
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory):
+    """30 steps of text-free base pretraining (whole tiny UNet trainable), with validation and export."""
+    from udifftext.lit.unet_module import run_unet_stage
+
+    out = tmp_path_factory.mktemp("base")
+    cfg = tiny(out, "unet.mode=base", "optim.lr=2e-3", "train.max_steps=30", "train.log_every=1")
+    cfg.train.val_every, cfg.train.ckpt_every = 30, 30
+    return out, run_unet_stage(cfg, "cpu", 1)
+
+
+def test_base_pretraining_dsm_goes_down_and_exports(base_run):
+    out, summary = base_run
+    assert summary["global_step"] == 30 and summary["trainable"]["share"] == 1.0
+    dsm = logged(out, "loss/dsm")
+    assert len(dsm) == 30
+    assert sum(dsm[-8:]) / 8 < 0.7 * sum(dsm[:8]) / 8
+    assert (out / "val" / "step=30.png").is_file()
+    assert not (out / "val" / "step=30_attn.png").exists()  # base mode has no text attention
+    assert (out / "pipeline" / "model.yaml").is_file() and (out / "pipeline" / "unet.safetensors").is_file()
+
+
+def test_text_stage_from_the_base_folder_resumes_and_exports(base_run, tmp_path):
+    from udifftext.checkpoint import load_pipeline_folder
+    from udifftext.lit.unet_module import run_unet_stage
+
+    base_dir, _ = base_run
+    overrides = [f"unet.base_weights={base_dir / 'pipeline'}", "train.log_every=1", "train.ckpt_every=2"]
+    first = run_unet_stage(tiny(tmp_path, *overrides, "train.max_steps=2", "train.val_every=2"), "cpu", 1)
+    assert first["global_step"] == 2 and 0 < first["trainable"]["share"] < 0.2
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["state_dict"] and all((".attn2." in k or ".norm2." in k) for k in ckpt["state_dict"])
+    assert (tmp_path / "checkpoints" / "unet_trainable.safetensors").is_file()
+    assert (tmp_path / "val" / "step=2_attn.png").is_file()
+    saved = {k: v.clone() for k, v in ckpt["state_dict"].items()}
+
+    cfg = tiny(tmp_path, *overrides, "train.max_steps=4", "train.val_every=100")
+    second = run_unet_stage(cfg, "cpu", 1)  # resumes from last.ckpt
+    assert second["global_step"] == 4 and second["steps_this_launch"] == 2
+    assert len(logged(tmp_path, "loss/dsm")) == 4  # steps 1-2 from the first launch, 3-4 from the second
+    from safetensors.torch import load_file
+
+    state = load_pipeline_folder(tmp_path / "pipeline").unet.state_dict()
+    trained = load_file(tmp_path / "checkpoints" / "unet_trainable.safetensors")  # written at step 4
+    assert set(trained) == {k.removeprefix("unet.") for k in saved}
+    assert all(torch.equal(state[k], v) for k, v in trained.items())
+    assert any(not torch.equal(trained[k.removeprefix("unet.")], v) for k, v in saved.items())  # it trained on
+    base = load_pipeline_folder(base_dir / "pipeline").unet.state_dict()
+    frozen = [k for k in base if k not in trained]
+    assert frozen and all(torch.equal(state[k], base[k]) for k in frozen)
+
+
+def _dataset(cfg):
+    from udifftext.data.datasets import build_dataset
+
+    return build_dataset(cfg.data)
+
+
+def _collate():
+    from udifftext.data.datasets import collate_batch
+
+    return collate_batch
+
+
+def test_ocr_loss_gradient_reaches_the_new_cross_attention(tmp_path):
+    from udifftext.lit.unet_module import LitUDiffText
+
+    # a random recognizer's CE (~ln 95) is above upstream's clamp of 1.0, where the clamp passes no gradient
+    cfg = tiny(tmp_path, "loss.ocr_enabled=true", "loss.ocr_ce_clamp=100", "loss.local_enabled=false")
+    cfg.diffusion.uncond_prob = 0.0
+    torch.manual_seed(0)
+    module = LitUDiffText(cfg)
+    batch = next(iter(torch.utils.data.DataLoader(_dataset(cfg), 2, collate_fn=_collate())))
+    terms = module.losses(batch, torch.Generator().manual_seed(0))
+    assert set(terms) == {"loss/dsm", "loss/ocr", "loss"} and terms["loss/ocr"] <= cfg.loss.ocr_ce_clamp
+    terms["loss/ocr"].backward()
+    grads = {n: p.grad for n, p in module.unet.named_parameters() if p.requires_grad}
+    assert grads and all(".attn2." in n or ".norm2." in n for n in grads)
+    assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if n.endswith("to_out.0.weight"))
+    assert not any(p.grad is not None for p in module.recognizer.parameters())
+
+
+def test_local_loss_is_logged_and_skips_dropped_samples(tmp_path):
+    from udifftext.lit.unet_module import LitUDiffText
+
+    cfg = tiny(tmp_path, "diffusion.uncond_prob=1.0")
+    module = LitUDiffText(cfg)
+    batch = next(iter(torch.utils.data.DataLoader(_dataset(cfg), 2, collate_fn=_collate())))
+    terms = module.losses(batch, torch.Generator().manual_seed(0))
+    assert terms["loss/local"].item() == 0  # every sample unconditional: no attention target
+    cfg = tiny(tmp_path, "diffusion.uncond_prob=0")
+    terms = LitUDiffText(cfg).losses(batch, torch.Generator().manual_seed(0))
+    assert terms["loss/local"].item() != 0
+    torch.testing.assert_close(terms["loss"], terms["loss/dsm"] + 0.01 * terms["loss/local"])
+
+
+def test_script_help_is_fast_and_bad_input_exits_2(tmp_path):
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "scripts/train_unet.py", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0 and "usage" in out.stdout and time.perf_counter() - start < 5
+    bad = subprocess.run(
+        [sys.executable, "scripts/train_unet.py", "--config", "configs/unet/tiny.yaml", "optim.lrr=1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode != 0 and "optim.lrr" in bad.stderr
+
+
+def test_script_missing_weights_exit_2_with_the_source(tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import train_unet
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    argv = ["--config", "configs/unet/tiny.yaml", f"train.out_dir={tmp_path}"]
+    argv.append(f"unet.base_weights={tmp_path / '512-inpainting-ema.ckpt'}")
+    with pytest.raises(SystemExit) as exit_:
+        train_unet.main(train_unet.parse_args(argv))
+    assert exit_.value.code == 2
+    assert "stabilityai/stable-diffusion-2-inpainting" in capsys.readouterr().err

@@ -1,0 +1,332 @@
+"""Lightning glue for the diffusion stage (paper Sec. 3.3, upstream `DiffusionEngine` + `FullLoss`).
+
+`LitUDiffText` builds the parts from one `UNetStageConfig`: the UNet (base weights loaded, new
+cross-attention), the frozen char encoder, the frozen first stage and, when L_ocr is on or its weights
+are given, the frozen recognizer. `training_step` computes L_DSM (+ lambda_loc L_loc + lambda_ocr L_ocr),
+logs every term, and returns the weighted sum. Checkpoints hold only the trained weights: the frozen
+parts are rebuilt from the config's weight paths on resume.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from udifftext.checkpoint import PART_FILES, PipelineParts, save_pipeline_folder
+from udifftext.config import UNetStageConfig
+from udifftext.diffusion import build_train_scheduler, predict_x0, training_target
+from udifftext.first_stage import build_first_stage
+from udifftext.io import atomic_save_image, atomic_write_json, load_state_dict, load_strict, save_state_dict
+from udifftext.lit.trainer import CHECKPOINT_DIR, build_optimizer, build_trainer, resolve_resume, save_run_config
+from udifftext.losses import dsm_loss, local_attention_loss, ocr_loss
+from udifftext.text.encoder import load_text_encoder
+from udifftext.unet import AttentionStore, build_unet, install_attention_capture, set_trainable
+
+TRAINABLE_FILE = "unet_trainable.safetensors"
+INIT_SOURCE = "an earlier scripts/train_unet.py run (checkpoints/unet_trainable.safetensors or pipeline/)"
+
+
+def load_init_weights(unet: torch.nn.Module, path: str, trainable: list[str]) -> None:
+    """Start from earlier weights: a pipeline folder (the whole UNet) or a trainable-weights safetensors.
+
+    A trainable-weights file must hold exactly the parameters being trained (`trainable` names).
+    """
+    what = "UNet weights to start from (init_from)"
+    if Path(path).is_dir():
+        state = load_state_dict(Path(path) / PART_FILES["unet"], what, INIT_SOURCE)
+        load_strict(unet, state, what=what)
+        return
+    state = load_state_dict(path, what, INIT_SOURCE)
+    frozen = [k for k in unet.state_dict() if k not in set(trainable)]
+    load_strict(unet, state, expected_missing=frozen, what=what)
+
+
+class LitUDiffText(pl.LightningModule):
+    """Diffusion fine-tuning of `TextUNet` on inpainting batches (see `udifftext/data/datasets.py`)."""
+
+    def __init__(self, cfg: UNetStageConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.text_mode = cfg.unet.mode == "udifftext"
+        self.unet = build_unet(cfg)
+        trainable = cfg.trainable if self.text_mode else "full"
+        self.report = set_trainable(self.unet, trainable)
+        if cfg.init_from:
+            load_init_weights(self.unet, cfg.init_from, [n for n, p in self.unet.named_parameters() if p.requires_grad])
+        self.text_encoder = load_text_encoder(cfg.text_encoder).eval().requires_grad_(False)
+        self.first_stage = build_first_stage(cfg.first_stage)
+        self.recognizer = None
+        if cfg.loss.ocr_enabled or cfg.recognizer.weights:
+            from udifftext.recognizer.vitstr import load_recognizer
+
+            self.recognizer = load_recognizer(cfg.recognizer).eval().requires_grad_(False)
+        self.scheduler = build_train_scheduler(cfg.diffusion)
+        self.register_buffer("alphas_cumprod", self.scheduler.alphas_cumprod.clone(), persistent=False)
+        self.store = AttentionStore(cfg.text_encoder.max_len, cfg.loss.min_attn_size)
+        self.store.enabled = False
+        if self.text_mode:
+            install_attention_capture(self.unet, self.store)
+        self.strict_loading = False  # checkpoints hold the trained weights only; on_load_checkpoint checks them
+        self._val: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------------ parts
+
+    def train(self, mode: bool = True) -> LitUDiffText:
+        super().train(mode)
+        for frozen in (self.text_encoder, self.first_stage, self.recognizer):
+            if frozen is not None:
+                frozen.eval()  # no dropout in frozen parts, whatever Lightning asks
+        return self
+
+    def _trained_keys(self) -> list[str]:
+        return [f"unet.{n}" for n, p in self.unet.named_parameters() if p.requires_grad]
+
+    def _condition(self, batch: dict) -> dict[str, torch.Tensor | None]:
+        """Images -> the UNet's space: x0, masked, working-size mask and glyph (no gradients: all frozen)."""
+        with torch.no_grad():
+            cond = {
+                "x0": self.first_stage.encode(batch["image"]),  # (B, C, h, w)
+                "masked": self.first_stage.encode(batch["masked_image"]),  # (B, C, h, w)
+                "mask": self.first_stage.resize_mask(batch["mask"]),  # (B, 1, h, w)
+                "glyph": None,
+            }
+            if self.cfg.unet.glyph_channel:
+                cond["glyph"] = self.first_stage.resize_mask(self._glyphs(batch))  # (B, 1, h, w)
+        return cond
+
+    def _glyphs(self, batch: dict) -> torch.Tensor:
+        """The text rendered into its mask's box, as the sampler draws it (`pipeline.glyph_canvas`)."""
+        from udifftext.pipeline import glyph_canvas
+
+        masks = batch["mask"][:, 0].cpu().numpy() > 0.5  # (B, R, R)
+        glyphs = [glyph_canvas(t, m) for t, m in zip(batch["text"], masks, strict=True)]
+        return torch.from_numpy(np.stack(glyphs))[:, None].to(self.device)  # (B, 1, R, R)
+
+    def _context(self, texts: list[str], drop: torch.Tensor | None) -> torch.Tensor | None:
+        """(B, L, W) char-encoder tokens, zero for the samples in `drop` (unconditional, for CFG)."""
+        if not self.text_mode:
+            return None
+        with torch.no_grad():
+            context = self.text_encoder.encode_text(texts)  # (B, L, W)
+        if drop is not None:
+            context = torch.where(drop[:, None, None], torch.zeros_like(context), context)
+        return context
+
+    # ------------------------------------------------------------------ training
+
+    def losses(self, batch: dict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Every loss term of one batch; `loss` is their weighted sum (paper Eq. 7)."""
+        cfg, B = self.cfg, len(batch["text"])
+        cond = self._condition(batch)
+        x0 = cond["x0"]
+        rand = dict(device=x0.device, generator=generator)
+        drop = torch.rand(B, **rand) < cfg.diffusion.uncond_prob  # (B,)
+        context = self._context(batch["text"], drop)
+        noise = torch.randn(x0.shape, dtype=x0.dtype, **rand)  # (B, C, h, w)
+        t = torch.randint(0, cfg.diffusion.num_train_timesteps, (B,), **rand)  # (B,)
+        noisy = self.scheduler.add_noise(x0, noise, t)  # (B, C, h, w)
+        local = self.text_mode and cfg.loss.local_enabled and cfg.loss.lambda_local > 0
+        self.store.clear()
+        self.store.enabled = local
+        try:
+            pred = self.unet(noisy, t, context, cond["mask"], cond["masked"], cond["glyph"])  # (B, C, h, w)
+            maps = self.store.maps()
+        finally:
+            self.store.enabled = False
+        target = training_target(x0, noise, t, self.alphas_cumprod, cfg.diffusion.prediction_type)
+        terms = {"loss/dsm": dsm_loss(pred, target, cond["mask"], cfg.diffusion)}
+        total = terms["loss/dsm"]
+        if local:
+            char_mask = batch["char_seg_mask"] * (~drop)[:, None]  # (B, L): no text, no attention target
+            terms["loss/local"] = local_attention_loss(
+                maps, batch["char_seg"], char_mask, cfg.loss.blur_kernel, cfg.loss.blur_sigma
+            )
+            total = total + cfg.loss.lambda_local * terms["loss/local"]
+        keep = ~drop  # (B,) samples with text: only they can be read
+        if self.text_mode and cfg.loss.ocr_enabled and cfg.loss.lambda_ocr > 0 and keep.any():
+            x0_pred = predict_x0(pred[keep], noisy[keep], t[keep], self.alphas_cumprod, cfg.diffusion.prediction_type)
+            images = self.first_stage.decode(x0_pred)  # (B', 3, H, W), gradients flow to the UNet
+            ids = self.recognizer.tokenizer.encode([s for s, k in zip(batch["text"], keep, strict=True) if k])
+            bbox = batch["bbox"][keep]  # (B', 4)
+            terms["loss/ocr"] = ocr_loss(self.recognizer, images, bbox, ids.to(x0.device), cfg.loss.ocr_ce_clamp)
+            total = total + cfg.loss.lambda_ocr * terms["loss/ocr"]
+        terms["loss"] = total
+        return terms
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        terms = self.losses(batch)
+        self.log_dict(terms, prog_bar=True, batch_size=len(batch["text"]))
+        return terms["loss"]
+
+    def configure_optimizers(self):
+        params = [p for p in self.unet.parameters() if p.requires_grad]
+        return build_optimizer(params, self.cfg.optim, self.cfg.train.steps_per_epoch)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep only the trained weights in the Lightning checkpoint; also write them as safetensors."""
+        keys = set(self._trained_keys())
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keys}
+        if self.trainer.is_global_zero:
+            state = {k.removeprefix("unet."): v for k, v in checkpoint["state_dict"].items()}
+            path = Path(self.cfg.train.out_dir) / CHECKPOINT_DIR / TRAINABLE_FILE
+            save_state_dict(state, path, metadata={"global_step": str(self.global_step)})
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A resumed checkpoint must hold exactly the weights this config trains (frozen ones come from config)."""
+        got, want = set(checkpoint["state_dict"]), set(self._trained_keys())
+        if got != want:
+            raise ValueError(
+                f"checkpoint does not match the trainable weights of this config ({self.cfg.trainable}): "
+                f"{len(want - got)} missing e.g. {sorted(want - got)[:3]}, "
+                f"{len(got - want)} extra e.g. {sorted(got - want)[:3]}"
+            )
+
+    # ------------------------------------------------------------------ validation
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        """Fixed-noise DSM on held-out crops, then short-schedule samples read by the recognizer."""
+        generator = torch.Generator(self.device).manual_seed(self.cfg.train.seed + batch_idx)
+        with torch.no_grad():
+            dsm = self.losses(batch, generator)["loss/dsm"]
+        self.log("val/dsm", dsm, batch_size=len(batch["text"]), sync_dist=True)
+        images, heat = self.sample(batch, generator)
+        row = {"image": batch["image"], "masked": batch["masked_image"], "sample": images, "heat": heat}
+        if self.recognizer is not None:
+            reads = self.recognizer.read(self.recognizer.preprocess(images, batch["bbox"]))
+            right = [r.lower() == t.lower() for r, t in zip(reads, batch["text"], strict=True)]
+            self.log("val/seq_acc", float(np.mean(right)), batch_size=len(right), sync_dist=True)
+            row["reads"] = reads
+        row["text"] = batch["text"]
+        self._val.append(row)
+
+    @torch.no_grad()
+    def sample(self, batch: dict, generator: torch.Generator) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        """DDIM with `val_steps` steps and CFG; returns images (B, 3, H, W) in [-1, 1] and the middle step's maps."""
+        from udifftext.sampling.guidance import Conditioning, GuidedDenoiser
+        from udifftext.sampling.schedulers import build_scheduler
+
+        cfg = self.cfg
+        cond = self._condition(batch)
+        B = len(batch["text"])
+        context = self._context(batch["text"], None)
+        null = self.text_encoder.null_context(B) if self.text_mode else None
+        conditioning = Conditioning(
+            context, null, cond["mask"], cond["masked"], cond["glyph"], batch["mask"], batch["char_seg_mask"]
+        )
+        scale = cfg.val_guidance_scale if self.text_mode else 1.0
+        denoiser = GuidedDenoiser(self.unet, self.store, scale, cfg.loss)
+        scheduler = build_scheduler("ddim", cfg.diffusion, cfg.val_steps, self.device)
+        z = torch.randn(cond["x0"].shape, generator=generator, device=self.device) * scheduler.init_noise_sigma
+        heat = None
+        for i, t in enumerate(scheduler.timesteps):
+            capture = self.text_mode and i == len(scheduler.timesteps) // 2
+            out, maps = denoiser(scheduler, z, t, conditioning, capture=capture)  # (B, C, h, w)
+            heat = maps if capture else heat
+            z = scheduler.step(out, t, z).prev_sample  # (B, C, h, w)
+        return self.first_stage.decode(z).clamp(-1, 1), heat
+
+    def on_validation_epoch_end(self) -> None:
+        rows, self._val = self._val, []
+        if rows and self.trainer.is_global_zero:
+            folder = Path(self.cfg.train.out_dir) / "val"
+            atomic_save_image(folder / f"step={self.global_step}.png", sample_grid(rows))
+            if rows[0]["heat"] is not None:
+                atomic_save_image(folder / f"step={self.global_step}_attn.png", attention_grid(rows[0]))
+
+
+def _to_pil(image: torch.Tensor) -> Image.Image:
+    """(3, H, W) in [-1, 1] -> RGB image."""
+    array = ((image.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(array)
+
+
+def sample_grid(rows: list[dict[str, Any]]) -> Image.Image:
+    """One row per held-out sample: original | masked input | generated."""
+    tiles = [[_to_pil(r[k][i]) for k in ("image", "masked", "sample")] for r in rows for i in range(len(r["text"]))]
+    w, h = tiles[0][0].size
+    grid = Image.new("RGB", (3 * w, len(tiles) * h))
+    for y, row in enumerate(tiles):
+        for x, tile in enumerate(row):
+            grid.paste(tile, (x * w, y * h))
+    return grid
+
+
+def attention_grid(row: dict[str, Any]) -> Image.Image:
+    """Per sample of one batch: the generated image, then each character's cross-attention heatmap."""
+    from udifftext.sampling.heatmaps import character_heatmaps, heatmap_strip
+
+    strips = []
+    for i, text in enumerate(row["text"]):
+        crop = _to_pil(row["sample"][i])
+        heat = character_heatmaps([m[i : i + 1] for m in row["heat"]], len(text), crop.size[::-1])
+        strips.append(heatmap_strip(crop, heat))
+    grid = Image.new("RGB", (max(s.width for s in strips), sum(s.height for s in strips)))
+    for y, strip in enumerate(strips):
+        grid.paste(strip, (0, y * strips[0].height))
+    return grid
+
+
+# ---------------------------------------------------------------------- the stage
+
+
+def unet_loaders(cfg: UNetStageConfig) -> tuple[DataLoader, DataLoader]:
+    """Shuffled training batches and the fixed held-out batches (`train.val_samples` of the heldout split)."""
+    from udifftext.data.datasets import build_dataset, collate_batch
+
+    train = build_dataset(cfg.data)
+    heldout = build_dataset(replace(cfg.data, split="heldout", length=cfg.train.val_samples))
+    workers = dict(num_workers=cfg.train.num_workers, persistent_workers=cfg.train.num_workers > 0)
+    return (
+        DataLoader(train, cfg.train.batch_size, shuffle=True, drop_last=True, collate_fn=collate_batch, **workers),
+        DataLoader(heldout, min(cfg.train.batch_size, cfg.train.val_samples), shuffle=False, collate_fn=collate_batch),
+    )
+
+
+def export_pipeline(module: LitUDiffText, folder: str | Path) -> Path:
+    """The pipeline folder sampling loads (`UDiffTextPipeline.from_pretrained`)."""
+    parts = PipelineParts(module.cfg, module.unet, module.text_encoder, module.first_stage, module.recognizer)
+    return save_pipeline_folder(folder, parts)
+
+
+def run_unet_stage(
+    cfg: UNetStageConfig, accelerator: str, devices: int | str, resume: str | None = None
+) -> dict[str, Any]:
+    """Train (resuming from last.ckpt when present), then export OUT/pipeline/ and write OUT/train.json.
+
+    Also writes OUT/config.yaml, OUT/checkpoints/{last,step=N}.ckpt + unet_trainable.safetensors,
+    OUT/logs/ and OUT/val/step=N.png (+ _attn.png) at each validation.
+    """
+    out_dir = Path(cfg.train.out_dir)
+    pl.seed_everything(cfg.train.seed, workers=True)
+    module = LitUDiffText(cfg)
+    train_loader, heldout_loader = unet_loaders(cfg)
+    trainer = build_trainer(cfg.train, out_dir, accelerator, devices)
+    if trainer.is_global_zero:
+        save_run_config(cfg, out_dir)
+    ckpt = resolve_resume(out_dir, resume)
+    step0 = torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"] if ckpt else 0
+    start = time.perf_counter()
+    trainer.fit(module, train_loader, heldout_loader, ckpt_path=ckpt)
+    seconds = time.perf_counter() - start
+    summary = {
+        "mode": cfg.unet.mode,
+        "trainable": module.report,
+        "global_step": trainer.global_step,
+        "steps_this_launch": trainer.global_step - step0,
+        "fit_seconds_this_launch": round(seconds, 1),
+        "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
+    }
+    if trainer.is_global_zero:
+        summary["pipeline"] = str(export_pipeline(module, out_dir / "pipeline"))
+        atomic_write_json(out_dir / "train.json", summary)
+    return summary
