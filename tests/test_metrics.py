@@ -141,3 +141,19 @@ def test_lpips_missing_weights_names_file_and_source(tmp_path):
 def test_lpips_distance_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="equal"):
         lpips_distance(None, torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 9))
+
+
+def test_fid_add_images_batches_runs_of_equal_size_like_single_adds():
+    import numpy as np
+
+    features = build_fid_features("")[0]
+    real = [x.permute(1, 2, 0).numpy() for x in _images(12, 0)]
+    fake = [x.permute(1, 2, 0).numpy() for x in _images(12, 1)] + [np.full((20, 70, 3), 128, np.uint8)] * 2
+    batched, single = FidMeter(features), FidMeter(features)
+    batched.add_images(real, real=True)
+    batched.add_images(fake, real=False, batch_size=5)
+    for image in real:
+        single.add(torch.from_numpy(image).permute(2, 0, 1)[None], real=True)
+    for image in fake:
+        single.add(torch.from_numpy(image).permute(2, 0, 1)[None], real=False)
+    assert batched.compute() == pytest.approx(single.compute(), rel=1e-6, abs=1e-9)

@@ -272,21 +272,26 @@ class Scorer:
     """Scores generated images of fixed cases: judges, FID (full and crop) against the originals, LPIPS."""
 
     def __init__(
-        self, cases: list[Case], judge: Judge, second_judge: Judge | None, fid_features: Any, lpips_model: Any
+        self,
+        cases: list[Case],
+        judge: Judge,
+        second_judge: Judge | None,
+        fid_features: Any,
+        lpips_model: Any,
+        device: str = "cpu",
     ) -> None:
         from udifftext.metrics import FidMeter
 
         self.cases = cases
         self.judges = [j for j in (judge, second_judge) if j is not None]
-        self.lpips = lpips_model
+        self.lpips = lpips_model.to(device) if lpips_model is not None else None
         self.protocols = list(dict.fromkeys(c.protocol for c in cases))
         self.fid: dict[tuple[str, str], FidMeter] = {}
         for protocol in self.protocols:
             chosen = [c for c in cases if c.protocol == protocol]
             for kind in ("full", "crop"):
-                meter = FidMeter(fid_features)
-                for case in chosen:
-                    meter.add(_batch([case.image if kind == "full" else crop_quad(case.image, case.quad)]), real=True)
+                meter = FidMeter(fid_features, device)
+                meter.add_images([c.image if kind == "full" else crop_quad(c.image, c.quad) for c in chosen], real=True)
                 self.fid[protocol, kind] = meter
 
     def score(self, variant: str, generated: list[np.ndarray]) -> tuple[list[dict], list[dict]]:
@@ -324,8 +329,7 @@ class Scorer:
             for kind, images in (("full", generated), ("crop", crops)):
                 meter = self.fid[protocol, kind]
                 meter.reset_generated()
-                for i in index:
-                    meter.add(_batch([images[i]]), real=False)
+                meter.add_images([images[i] for i in index], real=False)
                 summary["fid" if kind == "full" else "fid_crop"] = meter.compute() if len(index) > 1 else None
             summary["lpips"] = float(np.mean([r["lpips"] for r in chosen])) if self.lpips is not None else None
             summaries.append(summary)
@@ -478,7 +482,7 @@ def evaluate(
 
         runs = [(v.name, lambda v=v: sample_variant(v)) for v in variants]
         mode = "sampling"
-    scorer = Scorer(cases, judge, second, fid_features, lpips_model)
+    scorer = Scorer(cases, judge, second, fid_features, lpips_model, device)
     all_rows, summaries, grids = [], [], {}
     for name, generate in runs:
         generated = generate()

@@ -141,17 +141,32 @@ class FidMeter:
     Images are (B, 3, H, W) uint8 tensors; sizes may differ between calls (the feature net resizes).
     """
 
-    def __init__(self, features: Any) -> None:
+    def __init__(self, features: Any, device: str = "cpu") -> None:
         from torchmetrics.image.fid import FrechetInceptionDistance
 
-        self.metric = FrechetInceptionDistance(feature=features, reset_real_features=False)
+        self.device = device
+        self.metric = FrechetInceptionDistance(feature=features, reset_real_features=False).to(device)
 
     def add(self, images: Any, real: bool) -> None:
         import torch
 
         if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError(f"images must be a (B, 3, H, W) uint8 tensor, got {getattr(images, 'shape', images)}")
-        self.metric.update(images, real=real)
+        self.metric.update(images.to(self.device), real=real)
+
+    def add_images(self, images: list[Any], real: bool, batch_size: int = 16) -> None:
+        """Add (H, W, 3) uint8 arrays, batching runs of equal size (text crops differ, full images do not)."""
+        import numpy as np
+        import torch
+
+        start = 0
+        while start < len(images):
+            end = start + 1
+            while end < len(images) and end - start < batch_size and images[end].shape == images[start].shape:
+                end += 1
+            batch = torch.from_numpy(np.stack(images[start:end])).permute(0, 3, 1, 2).contiguous()  # (B, 3, H, W)
+            self.add(batch, real=real)
+            start = end
 
     def compute(self) -> float:
         """FID between everything added as real and as generated since the last `reset_generated`."""
@@ -196,5 +211,6 @@ def lpips_distance(model: Any, generated: Any, reference: Any) -> Any:
 
     if generated.shape != reference.shape or generated.ndim != 4 or generated.shape[1] != 3:
         raise ValueError(f"generated and reference must be equal (B, 3, H, W), got {generated.shape} {reference.shape}")
+    device = next(model.parameters()).device
     with torch.no_grad():
-        return model(generated.float(), reference.float()).flatten()  # (B,)
+        return model(generated.float().to(device), reference.float().to(device)).flatten().cpu()  # (B,)
