@@ -36,8 +36,8 @@ def diffusers_file(folder: Path, part: str) -> Path:
     for name in DIFFUSERS_FILES:
         if (folder / part / name).is_file():
             return folder / part / name
-    expected = f"{part}/{DIFFUSERS_FILES[0]} of the SD-2-inpainting diffusers folder"
-    raise MissingWeightsError(f"{folder / part / DIFFUSERS_FILES[0]} does not exist: expected {expected} ({SD2_SOURCE})")
+    expected = f"{part}/{DIFFUSERS_FILES[0]} of the SD-2-inpainting diffusers folder ({SD2_SOURCE})"
+    raise MissingWeightsError(f"{folder / part / DIFFUSERS_FILES[0]} does not exist: expected {expected}")
 
 
 def read(path: str | Path, expected: str, source: str) -> dict[str, Any]:
@@ -77,12 +77,22 @@ def _clean(cfg: UNetStageConfig) -> UNetStageConfig:
     )
 
 
+def _require_inputs(vae: str | None, encoder: str | None, recognizer: str | None) -> None:
+    """Fail on a missing optional file before any slow reading or building."""
+    for path, expected, where in (
+        (vae, VAE_EXPECTED, "checkpoints/AEs/"),
+        (encoder, ENCODER_EXPECTED, "checkpoints/encoders/LabelEncoder/"),
+        (recognizer, RECOGNIZER_EXPECTED, "checkpoints/encoders/ViTSTR/"),
+    ):
+        if path:
+            require_path(path, expected, f"{RELEASE}, {where}")
+
+
 def _recognizer(cfg: UNetStageConfig, path: str | None, report: dict[str, str]) -> Any:
     if not path:
         return None
     from udifftext.recognizer.vitstr import load_recognizer
 
-    require_path(path, RECOGNIZER_EXPECTED, f"{RELEASE}, checkpoints/encoders/ViTSTR/")
     report["recognizer"] = str(path)
     return load_recognizer(replace(cfg.recognizer, weights=str(path))).eval()
 
@@ -106,6 +116,7 @@ def convert_sd2(
     the LabelEncoder `encoder` if given (else a random encoder: it has no effect until the UNet is trained)."""
     cfg = _clean(cfg)
     path = require_path(path, SD2_EXPECTED, SD2_SOURCE)
+    _require_inputs(vae, encoder, recognizer)
     unet, text_encoder, first_stage = _parts(cfg, seed)
     from udifftext.unet.model import diffusers_unet_kwargs
 
@@ -142,6 +153,8 @@ def convert_upstream(
     """A UDiffText checkpoint -> our parts. The VAE and the char encoder come from `vae` / `encoder` when
     given, else from the checkpoint itself (``first_stage_model.*``, ``conditioner.embedders.K.*``)."""
     cfg = _clean(cfg)
+    require_path(path, UPSTREAM_EXPECTED, f"{RELEASE}, checkpoints/")
+    _require_inputs(vae, encoder, recognizer)
     state = read(path, UPSTREAM_EXPECTED, f"{RELEASE}, checkpoints/")
     unet, text_encoder, first_stage = _parts(cfg, 0)
     from udifftext.unet.model import diffusers_unet_kwargs
@@ -164,7 +177,8 @@ def convert_upstream(
         _load(text_encoder, label_encoder_state(state), what)
         report["text_encoder"] = what.removeprefix("LabelEncoder in ")
     else:
-        raise MissingWeightsError(f"{path} holds no LabelEncoder keys: give --encoder with {ENCODER_EXPECTED} ({RELEASE})")
+        hint = f"give --encoder with {ENCODER_EXPECTED} ({RELEASE})"
+        raise MissingWeightsError(f"{path} holds no LabelEncoder keys: {hint}")
     ignored = ignored_parts(state)
     if ignored:
         report["ignored"] = ", ".join(f"{k} ({n} keys)" for k, n in ignored.items())

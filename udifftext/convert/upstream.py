@@ -63,6 +63,9 @@ def ignored_parts(state: Mapping[str, Any]) -> dict[str, int]:
     (the conditioner's VAE copy, the loss's OCR predictor, the denoiser's sigmas, ...)."""
     prefix = label_encoder_prefix(state) or "\0"
     used = (LDM_UNET, LDM_VAE, prefix)
-    counts = Counter(".".join(k.split(".")[:3]) if k.startswith("conditioner.") else k.split(".")[0]
-                     for k in state if not k.startswith(used))
+    counts = Counter(
+        ".".join(k.split(".")[:3]) if k.startswith("conditioner.") else k.split(".")[0]
+        for k in state
+        if not k.startswith(used)
+    )
     return dict(sorted(counts.items()))
