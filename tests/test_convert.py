@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from udifftext.checkpoint import load_pipeline_folder
+from udifftext.checkpoint import load_pipeline_folder, save_pipeline_folder
 from udifftext.config import UNetStageConfig, load_config
 from udifftext.convert.build import convert_sd2, convert_upstream
 from udifftext.convert.common import check_state
@@ -178,6 +178,13 @@ def test_sd2_single_file_and_diffusers_folder_convert_every_tensor(tmp_path):
                 assert torch.equal(value, reference[key]), key
         for key, value in parts.first_stage.vae.state_dict().items():
             assert torch.equal(value, sd_vae.state_dict()[key]), key
+    # The written folder is the `unet.base_weights` / `first_stage.weights` of a paper-scale training run.
+    save_pipeline_folder(tmp_path / "sd2_base", single)
+    base = replace(cfg.unet, base_weights=str(tmp_path / "sd2_base"))
+    trained_from = build_unet(replace(cfg, unet=base)).unet.state_dict()
+    assert all(torch.equal(v, reference[k]) for k, v in trained_from.items() if k not in new)
+    vae = build_first_stage(replace(cfg.first_stage, weights=str(tmp_path / "sd2_base"))).vae.state_dict()
+    assert all(torch.equal(v, sd_vae.state_dict()[k]) for k, v in vae.items())
     # Outputs equal the UNet helper's own loading of the same base weights (diffusers folder).
     direct = build_unet(replace(cfg, unet=replace(cfg.unet, base_weights=str(tmp_path / "sd2")))).eval()
     x = unet_inputs(0, 32, B=1)
