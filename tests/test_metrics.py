@@ -102,9 +102,9 @@ def test_fid_inception_loads_a_local_weights_file(tmp_path, monkeypatch):
     torch.save(template.state_dict(), path)
     net, label = build_fid_features(path)
     assert "Inception" in label and "pt_inception" in label
-    out = net(_images(2, 0))
-    assert out.shape == (2, 2048)
-    assert torch.allclose(out, template(_images(2, 0)))
+    out = net(_images(1, 0))
+    assert out.shape == (1, 2048)
+    assert torch.allclose(out, template(_images(1, 0)))
 
 
 def test_lpips_is_zero_for_identical_images_random_backbone():
