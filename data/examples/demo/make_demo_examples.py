@@ -1,0 +1,30 @@
+"""Draw the demo's painted-layer example: the "closed" label of storefront.png as a brush layer (CC0).
+
+usage: python data/examples/demo/make_demo_examples.py   (rewrites the two PNGs beside it)
+
+gr.ImageEditor layers are RGBA images the size of the background: painted pixels are opaque, the rest
+transparent; the demo turns every non-empty layer
+into one region (alpha > 0). The composite (layer over the background) is the example's thumbnail.
+"""
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+HERE = Path(__file__).resolve().parent
+EXAMPLES = HERE.parent
+
+
+def main() -> None:
+    mask = np.asarray(Image.open(EXAMPLES / "storefront_mask.png").convert("L")) > 127  # (H, W)
+    layer = np.zeros((*mask.shape, 4), np.uint8)  # (H, W, 4) transparent
+    layer[mask] = (255, 64, 160, 255)  # the demo brush colour, opaque
+    painted = Image.fromarray(layer, "RGBA")
+    painted.save(HERE / "storefront_layer_open.png")
+    background = Image.open(EXAMPLES / "storefront.png").convert("RGBA")
+    Image.alpha_composite(background, painted).convert("RGB").save(HERE / "storefront_composite_open.png")
+
+
+if __name__ == "__main__":
+    main()
