@@ -27,6 +27,7 @@ SCENE_STREAM, CROP_STREAM = 0, 1  # separate random streams for the two datasets
 MIN_CONTRAST = 0.3  # minimum luminance difference between text and the background under it
 CHAR_THRESHOLD = 0.3  # soft ink above this (after resizing) belongs to a character's mask
 POLYGON_PAD = 0.12  # word polygon = ink box grown by this share of the font size
+MAX_CROP_FONT = 64  # word crops are rendered at 64..128 px at most (upstream: Arial 128 pt)
 
 
 def _luminance(rgb: np.ndarray) -> float:
@@ -92,7 +93,9 @@ class WordCropDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         cfg = self.cfg
         rng = _rng(cfg, cfg.split, CROP_STREAM, index)
-        size = int(rng.integers(max(cfg.word_crop_height, 24), 2 * max(cfg.word_crop_height, 24) + 1))
+        # font px between 1x and 2x the crop height, capped: larger renders only cost time before the resize
+        base = min(max(cfg.word_crop_height, 24), MAX_CROP_FONT)
+        size = int(rng.integers(base, 2 * base + 1))
         drawn = self.source.draw(rng, size)
         alpha = drawn.render().alpha  # (h, w)
         angle = float(np.clip(rng.normal(0, 3), -8, 8))
