@@ -90,6 +90,7 @@ def load_pipeline(folder: str, device: str, example: bool):
 
 def main(args: argparse.Namespace) -> int:
     cfg = load_or_exit(SampleConfig, args.config or str(DEFAULT_CONFIG), args.overrides)
+    cfg.model = args.model or cfg.model
     from udifftext.io import MissingWeightsError
 
     try:
@@ -100,9 +101,9 @@ def main(args: argparse.Namespace) -> int:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"--device {device} asked for, but no CUDA device is available")
         try:
-            pipe = load_pipeline(args.model or cfg.model, device, example and not args.model)
+            pipe = load_pipeline(cfg.model, device, example and not args.model)
         except KeyError as err:
-            raise ValueError(f"pipeline folder {args.model or cfg.model} does not match model.yaml: {err}") from None
+            raise ValueError(f"pipeline folder {cfg.model} does not match model.yaml: {err}") from None
         from udifftext.sampling.runner import run_jobs
 
         run = run_jobs(pipe, jobs, cfg, out_dir, log=lambda msg: print(msg, file=sys.stderr))

@@ -91,8 +91,13 @@ class GuidedDenoiser:
         loss = self.loss
         return attention_excite_loss(maps, cond.region_mask, cond.char_mask, loss.blur_kernel, loss.blur_sigma)
 
+    def conditional_maps(
+        self, scheduler: Any, z: torch.Tensor, t: torch.Tensor, cond: Conditioning
+    ) -> list[torch.Tensor]:
+        """Captured maps of a conditional-only forward at z: the cond half of a CFG batch, at half the cost."""
+        z_in = scheduler.scale_model_input(z, t)  # (B, C, h, w)
+        return self._forward(z_in, t, cond, capture=True)[1]
+
     def conditional_aae(self, scheduler: Any, z: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         """L_aae (B,) of a conditional-only forward at z, differentiable w.r.t. z (for refinement)."""
-        z_in = scheduler.scale_model_input(z, t)  # (B, C, h, w)
-        _, maps = self._forward(z_in, t, cond, capture=True)
-        return self.aae_loss(maps, cond)
+        return self.aae_loss(self.conditional_maps(scheduler, z, t, cond), cond)

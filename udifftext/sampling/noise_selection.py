@@ -35,20 +35,19 @@ def short_run_scores(
     noises: torch.Tensor,
     cond: Conditioning,
 ) -> torch.Tensor:
-    """L_aae (k,) of k noises after `cfg.steps` guided steps of a `cfg.steps`-step schedule (upstream's search)."""
+    """L_aae (k,) of k noises at the last step of a `cfg.steps`-step guided schedule (upstream's search).
+
+    The guided steps before the last move the candidates; at the last one only the conditional attention
+    is read (upstream discards that step's update), so it runs the conditional half alone.
+    """
     scheduler = build_scheduler(scheduler_name, diffusion, cfg.steps, noises.device)
     batch = cond.repeat(noises.shape[0])
     z = noises * scheduler.init_noise_sigma  # (k, C, h, w)
-    timesteps = scheduler.timesteps
-    scores = None
-    for i, t in enumerate(timesteps):
-        last = i == len(timesteps) - 1
-        out, maps = denoiser(scheduler, z, t, batch, capture=last)
-        if last:
-            scores = denoiser.aae_loss(maps, batch)  # (k,)
-        else:
-            z = scheduler.step(out, t, z).prev_sample  # (k, C, h, w)
-    return scores
+    *moves, last = scheduler.timesteps
+    for t in moves:
+        out, _ = denoiser(scheduler, z, t, batch)  # (k, C, h, w)
+        z = scheduler.step(out, t, z).prev_sample  # (k, C, h, w)
+    return denoiser.aae_loss(denoiser.conditional_maps(scheduler, z, last, batch), batch)  # (k,)
 
 
 def choose_initial_noise(
