@@ -80,7 +80,8 @@ def test_synthtext_gt_mat(tmp_path):
 
 
 def _laion_sample(folder, lines, blobs, size=128, seed=0):
-    """An image, ocr.txt, and charseg.npy with (class, x0, x1, y0, y1) rectangles."""
+    """A 128 px image and charseg.npy with (class, x0, x1, y0, y1) rectangles; ocr.txt coordinates are in
+    the 512 x 512 space the loader resizes to (as upstream)."""
     _save_image(folder / "image.jpg", size, size, seed)
     (folder / "ocr.txt").write_text("\n".join(lines) + "\n")
     classes = np.zeros((size, size), np.uint8)
@@ -97,10 +98,10 @@ def test_laion_ocr_folders(tmp_path):
     split = tmp_path / "train"
     hello = [(_cls(c), 12 + 20 * k, 24 + 20 * k, 44, 66) for k, c in enumerate("Hello")]
     _laion_sample(
-        split / "00001", ["Hello 10,40,110,40,110,70,10,70 0.98", "caf\u00e9 1,1,9,1,9,9,1,9", "garbage"], hello
+        split / "00001", ["Hello 40,160,440,160,440,280,40,280 0.98", "caf\u00e9 1,1,9,1,9,9,1,9", "garbage"], hello
     )
     merged = [(_cls("l"), 20, 60, 44, 66), (_cls("a"), 70, 90, 44, 66)]  # "lla": the two l's are one blob
-    _laion_sample(split / "00002", ["lla 10,40,110,40,110,70,10,70"], merged, seed=1)
+    _laion_sample(split / "00002", ["lla 40,160,440,160,440,280,40,280"], merged, seed=1)
     ds = build_dataset(_cfg("laion_ocr", tmp_path))
     assert len(ds) == 2 and ds.skipped == {"alphabet": 1, "annotation": 1}
     sample = ds[0]
@@ -117,10 +118,10 @@ def test_laion_ocr_folders(tmp_path):
 def test_unreadable_files_are_counted_or_raise_in_strict_mode(tmp_path):
     split = tmp_path / "train"
     _laion_sample(
-        split / "a", ["Hi 10,40,110,40,110,70,10,70"], [(_cls("H"), 20, 40, 44, 66), (_cls("i"), 60, 70, 44, 66)]
+        split / "a", ["Hi 40,160,440,160,440,280,40,280"], [(_cls("H"), 20, 40, 44, 66), (_cls("i"), 60, 70, 44, 66)]
     )
     _laion_sample(
-        split / "b", ["Yo 10,40,110,40,110,70,10,70"], [(_cls("Y"), 20, 40, 44, 66), (_cls("o"), 60, 80, 44, 66)]
+        split / "b", ["Yo 40,160,440,160,440,280,40,280"], [(_cls("Y"), 20, 40, 44, 66), (_cls("o"), 60, 80, 44, 66)]
     )
     (split / "b" / "image.jpg").write_bytes(b"not a jpeg")
     ds = build_dataset(_cfg("laion_ocr", tmp_path))

@@ -150,7 +150,8 @@ class FilteredDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         if not self.items:
             raise ValueError(f"no usable samples in {self.cfg.root} (skipped: {dict(self.skipped)})")
-        for k in range(min(len(self.items), MAX_SKIPS_IN_A_ROW)):
+        tries = min(len(self.items), MAX_SKIPS_IN_A_ROW)
+        for k in range(tries):
             try:
                 return self.load(self.items[(index + k) % len(self.items)])
             except SkipSample as skip:
@@ -159,7 +160,7 @@ class FilteredDataset(Dataset):
                 if self.cfg.strict:
                     raise ValueError(str(err)) from None
                 self.skipped["unreadable"] += 1
-        raise ValueError(f"{MAX_SKIPS_IN_A_ROW} samples in a row skipped from {self.cfg.root}: {dict(self.skipped)}")
+        raise ValueError(f"{tries} samples in a row skipped from {self.cfg.root}: {dict(self.skipped)}")
 
 
 def build_dataset(cfg: DataConfig) -> Dataset:

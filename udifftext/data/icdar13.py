@@ -1,8 +1,9 @@
 """ICDAR 2013 focused scene text: `root/<split>/annos/gt_<name>.txt` and `root/<split>/images/<name>.jpg`.
 
-Each ground-truth line is `left, top, right, bottom, "word"` (the training set omits the commas); the
-coordinates are inclusive pixel indices. Boxes only: `char_seg` is all zero (no character masks), so
-a loss over it must skip these samples. Upstream evaluates words of 1..8 characters (data.max_word_len=8).
+Each ground-truth line is `left, top, right, bottom, "word"` (the training set omits the commas); as
+upstream, right and bottom are exclusive (`mask[top:bottom, left:right]`). Boxes only: `char_seg` is
+all zero (no character masks), so a loss over it must skip these samples. Upstream evaluates words of
+1..8 characters (data.max_word_len=8).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class Icdar13Dataset(FilteredDataset):
                 if reason:
                     self.skipped[reason] += 1
                 else:
-                    self.items.append((image or images / (name + ".jpg"), (top, bottom + 1, left, right + 1), text))
+                    self.items.append((image or images / (name + ".jpg"), (top, bottom, left, right), text))
 
     def load(self, item: tuple) -> dict:
         path, (top, bottom, left, right), text = item

@@ -2,12 +2,14 @@
 
 On disk: `root/<split>/<sample id>/` with `image.jpg` (or `image.png`), `ocr.txt` (one word per line:
 `word x1,y1,x2,y2,x3,y3,x4,y4 [extra]`), `charseg.npy` ((H, W) class map: 0 background, k = alphabet
-index + 1). Every word passing the text filters is one sample.
+index + 1). Every word passing the text filters is one sample. As upstream, LAION-OCR images and class
+maps are first resized to 512 x 512 (nearest for classes), the space of the ocr.txt coordinates.
 
 Character masks as upstream: per distinct character, the class map of that character (or its lowercase)
 inside the word polygon, opened with 1x2 and 2x1 kernels, dilated 3x3 five times (scaled to the model
 resolution), split into 4-connected components; fewer components than occurrences rejects the sample,
-extra components are dropped smallest first, and components are assigned to occurrences left to right.
+extra components are dropped smallest first, components are assigned to occurrences left to right, and
+an occurrence's mask is the dilated map inside its component's bounding box.
 Folders from make_synthetic.py also hold `charpos.npy` ((H, W): 0 background, j + 1 = position j of the
 first word), the exact masks, which are used instead when present.
 """
@@ -36,6 +38,7 @@ from udifftext.data.datasets import (
 
 LINE = re.compile(r"^(\S+)\s+(-?[\d.]+(?:,-?[\d.]+){7})(?:\s.*)?$")
 IMAGE_NAMES = ("image.jpg", "image.png")
+LAION_SIZE = 512  # upstream resizes every LAION-OCR image (and its ocr.txt space) to 512 x 512
 
 
 def parse_ocr_line(line: str) -> tuple[str, np.ndarray] | None:
@@ -93,7 +96,8 @@ def separate_chars(classes: np.ndarray, text: str, alphabet: str, scale: float) 
             raise SkipSample("char_components")
         largest = sorted(range(1, count), key=lambda k: -stats[k, cv2.CC_STAT_AREA])[: len(positions)]
         for j, k in zip(positions, sorted(largest, key=lambda k: stats[k, cv2.CC_STAT_LEFT]), strict=True):
-            out[j] = labels == k
+            x, y, w, h = stats[k, :4]
+            out[j, y : y + h, x : x + w] = binary[y : y + h, x : x + w] > 0
     return out
 
 
@@ -127,6 +131,8 @@ class LaionOcrDataset(FilteredDataset):
         cfg = self.cfg
         image_path = next((folder / n for n in IMAGE_NAMES if (folder / n).exists()), folder / IMAGE_NAMES[0])
         image = read_image(image_path)
+        if cfg.source == "laion_ocr":
+            image = cv2.resize(image, (LAION_SIZE, LAION_SIZE), interpolation=cv2.INTER_AREA)
         reason = box_skip_reason(polygon, image.shape[:2], cfg)
         if reason:
             raise SkipSample(reason)

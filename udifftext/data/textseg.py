@@ -97,6 +97,4 @@ class TextSegDataset(FilteredDataset):
             binary = cv2.morphologyEx(binary, cv2.MORPH_OPEN, np.ones((1, 2), np.uint8), iterations=2)
             binary = cv2.morphologyEx(binary, cv2.MORPH_OPEN, np.ones((2, 1), np.uint8), iterations=2)
             char_seg[j] = cv2.dilate(binary, np.ones((3, 3), np.uint8), iterations=max(1, round(7 * scale))) > 0
-        if char_seg.sum(axis=(1, 2)).mean() < cfg.seg_min_ratio * cfg.resolution**2:
-            raise SkipSample("char_size")
         return make_sample(view, mask, char_seg, text, cfg)

@@ -34,6 +34,11 @@ def _box_points(polygon_or_box: Any) -> np.ndarray:
     return arr
 
 
+def _polygon_area(pts: np.ndarray) -> float:
+    x, y = pts[:, 0], pts[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+
+
 @dataclass(frozen=True)
 class RoiCrop:
     """Image -> model-resolution square: pad to square, cut a window, resize. See the module docstring."""
@@ -154,7 +159,8 @@ def compute_roi_crop(
 ) -> RoiCrop:
     """The crop for a text region given as an (N, 2) xy polygon or a (top, bottom, left, right) box.
 
-    The box is the polygon's axis-aligned bounds; "image area" is the padded square's.
+    As upstream, the zoom test and window side use the polygon's area (cv2.contourArea) and its
+    axis-aligned bounds' height and width; "image area" is the padded square's.
     """
     height, width = (int(v) for v in image_hw)
     if height < 1 or width < 1:
@@ -168,7 +174,7 @@ def compute_roi_crop(
     pad_top, pad_left = (side - height) // 2, (side - width) // 2
     left, top = np.clip(pts.min(axis=0), 0, (width, height))
     right, bottom = np.clip(pts.max(axis=0), 0, (width, height))
-    area = (bottom - top) * (right - left)
+    area = _polygon_area(pts) if len(pts) > 2 else 0.0
     # window in padded-square coordinates
     box_h = math.ceil(bottom) - math.floor(top)
     box_w = math.ceil(right) - math.floor(left)
