@@ -347,6 +347,8 @@ def test_missing_files_name_the_expected_file(upstream, tmp_path):
     torch.save({"state_dict": {k: v for k, v in bare.items() if k.startswith("model.")}}, tmp_path / "unet_only.ckpt")
     with pytest.raises(MissingWeightsError, match="AE_inpainting_2.safetensors"):
         convert_upstream(tmp_path / "unet_only.ckpt", cfg)
+    with pytest.raises(MissingWeightsError, match=r"epoch=19-step=7820\.ckpt"):
+        convert_upstream(tmp_path / "unet_only.ckpt", cfg, vae=str(d / "udifftext.ckpt"))
 
 
 def test_script_refuses_non_empty_or_input_holding_output(upstream, tmp_path, capsys):

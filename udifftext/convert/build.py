@@ -117,7 +117,6 @@ def convert_sd2(
     cfg = _clean(cfg)
     path = require_path(path, SD2_EXPECTED, SD2_SOURCE)
     _require_inputs(vae, encoder, recognizer)
-    unet, text_encoder, first_stage = _parts(cfg, seed)
     from udifftext.unet.model import diffusers_unet_kwargs
 
     kwargs = diffusers_unet_kwargs(cfg)
@@ -128,6 +127,7 @@ def convert_sd2(
         unet_state = vae_source = read(path, SD2_EXPECTED, SD2_SOURCE)
         if not vae and not any(k.startswith(LDM_VAE) for k in unet_state):
             raise MissingWeightsError(f"{path} holds no {LDM_VAE}* keys: give --vae with {VAE_EXPECTED} ({SD2_SOURCE})")
+    unet, text_encoder, first_stage = _parts(cfg, seed)
     new_attention = unet.cross_attention_parameter_names()
     _load(unet, sd2_unet_state(unet_state, kwargs), f"SD-2-inpainting UNet {path}", new_attention)
     report = {"unet": f"{path} (char cross-attention newly initialised)"}
@@ -156,6 +156,11 @@ def convert_upstream(
     require_path(path, UPSTREAM_EXPECTED, f"{RELEASE}, checkpoints/")
     _require_inputs(vae, encoder, recognizer)
     state = read(path, UPSTREAM_EXPECTED, f"{RELEASE}, checkpoints/")
+    if not vae and not any(k.startswith(LDM_VAE) for k in state):
+        raise MissingWeightsError(f"{path} holds no {LDM_VAE}* keys: give --vae with {VAE_EXPECTED} ({RELEASE})")
+    if not encoder and label_encoder_prefix(state) is None:
+        hint = f"give --encoder with {ENCODER_EXPECTED} ({RELEASE})"
+        raise MissingWeightsError(f"{path} holds no LabelEncoder keys: {hint}")
     unet, text_encoder, first_stage = _parts(cfg, 0)
     from udifftext.unet.model import diffusers_unet_kwargs
 
@@ -164,21 +169,16 @@ def convert_upstream(
     report = {"unet": str(path)}
     if vae:
         vae_source, what = read(vae, VAE_EXPECTED, f"{RELEASE}, checkpoints/AEs/"), f"VAE {vae}"
-    elif any(k.startswith(LDM_VAE) for k in state):
-        vae_source, what = state, f"VAE {path} ({LDM_VAE}*)"
     else:
-        raise MissingWeightsError(f"{path} holds no {LDM_VAE}* keys: give --vae with {VAE_EXPECTED} ({RELEASE})")
+        vae_source, what = state, f"VAE {path} ({LDM_VAE}*)"
     _load(first_stage, vae_state(vae_source, cfg.first_stage, what), what)
     report["first_stage"] = what.removeprefix("VAE ")
     if encoder:
         _encoder_from_file(text_encoder, encoder, report)
-    elif label_encoder_prefix(state) is not None:
+    else:
         what = f"LabelEncoder in {path} ({label_encoder_prefix(state)}*)"
         _load(text_encoder, label_encoder_state(state), what)
         report["text_encoder"] = what.removeprefix("LabelEncoder in ")
-    else:
-        hint = f"give --encoder with {ENCODER_EXPECTED} ({RELEASE})"
-        raise MissingWeightsError(f"{path} holds no LabelEncoder keys: {hint}")
     ignored = ignored_parts(state)
     if ignored:
         report["ignored"] = ", ".join(f"{k} ({n} keys)" for k, n in ignored.items())
