@@ -354,10 +354,12 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def _fmt(value: Any, digits: int = 3) -> str:
+def _fmt(value: Any, digits: int = 3, significant: bool = False) -> str:
     if value is None:
         return "-"
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+    if not isinstance(value, float):
+        return str(value)
+    return f"{value:.{digits}g}" if significant else f"{value:.{digits}f}"
 
 
 def markdown_table(summaries: list[dict], meta: dict) -> str:
@@ -380,7 +382,7 @@ def markdown_table(summaries: list[dict], meta: dict) -> str:
         cells = [s["variant"], s["protocol"], s["n"], s["seq_acc"], s["seq_acc_cs"], s["ned"]]
         if second:
             cells += [s[f"{second['name']}_seq_acc"], s[f"{second['name']}_ned"]]
-        cells += [_fmt(s["fid"], 2), _fmt(s["fid_crop"], 2), _fmt(s["lpips"], 4)]
+        cells += [_fmt(s["fid"], 4, True), _fmt(s["fid_crop"], 4, True), _fmt(s["lpips"], 4)]
         lines.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -169,8 +169,11 @@ class FidMeter:
             start = end
 
     def compute(self) -> float:
-        """FID between everything added as real and as generated since the last `reset_generated`."""
-        return float(self.metric.compute())
+        """FID between everything added as real and as generated since the last `reset_generated`.
+
+        Clamped at 0: FID is a squared distance, tiny negatives are rounding in the matrix square root.
+        """
+        return max(float(self.metric.compute()), 0.0)
 
     def reset_generated(self) -> None:
         """Forget the generated images, keep the real ones (next variant, same references)."""
