@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from udifftext.checkpoint import load_pipeline_folder, save_pipeline_folder
 from udifftext.config import UNetStageConfig, load_config
@@ -159,7 +160,14 @@ def test_sd2_single_file_and_diffusers_folder_convert_every_tensor(tmp_path):
     ldm |= {"cond_stage_model.model.token_embedding.weight": torch.zeros(3, 24), "betas": torch.zeros(1000)}
     torch.save({"state_dict": ldm, "global_step": 875000}, tmp_path / "512-inpainting-ema.ckpt")
     sd_unet.save_pretrained(tmp_path / "sd2/unet")
-    sd_vae.save_pretrained(tmp_path / "sd2/vae")
+    old = {"to_q": "query", "to_k": "key", "to_v": "value", "to_out.0": "proj_attn"}
+    old_names = {
+        re.sub(r"(attentions\.0\.)(to_[qkv]|to_out\.0)\.", lambda m: f"{m[1]}{old[m[2]]}.", k): v.contiguous()
+        for k, v in sd_vae.state_dict().items()
+    }
+    assert "decoder.mid_block.attentions.0.proj_attn.weight" in old_names
+    (tmp_path / "sd2/vae").mkdir()
+    save_file(old_names, tmp_path / "sd2/vae/diffusion_pytorch_model.safetensors")  # pre-0.15 diffusers names
 
     single, report = convert_sd2(tmp_path / "512-inpainting-ema.ckpt", cfg)
     folder, _ = convert_sd2(tmp_path / "sd2", cfg)

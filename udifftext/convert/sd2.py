@@ -12,6 +12,7 @@ by the char cross-attention, which the caller initialises (zero output projectio
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +23,9 @@ from udifftext.convert.layouts import unet_layout, vae_layout
 LDM_UNET = "model.diffusion_model."
 LDM_VAE = "first_stage_model."
 VAE_IGNORED = ("loss.",)  # an LDM autoencoder training checkpoint also stores its discriminator / logvar
+# diffusers folders saved before ~0.15 (the SD-2 repos' vae/) name the mid-block attention the old way.
+OLD_VAE_ATTENTION = re.compile(r"(mid_block\.attentions\.0\.)(query|key|value|proj_attn)\.")
+NEW_VAE_ATTENTION = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
 
 
 def is_ldm_unet(state: Mapping[str, Any]) -> bool:
@@ -87,4 +91,5 @@ def vae_state(state: Mapping[str, Any], cfg: FirstStageConfig, what: str) -> dic
         return ldm_vae_state(state, cfg, what)
     if state and all(k.startswith("vae.") for k in state):
         state = select_prefix(state, "vae.")
-    return {f"vae.{k}": v for k, v in state.items()}
+    rename = lambda k: OLD_VAE_ATTENTION.sub(lambda m: f"{m[1]}{NEW_VAE_ATTENTION[m[2]]}.", k)  # noqa: E731
+    return {f"vae.{rename(k)}": v for k, v in state.items()}
