@@ -39,6 +39,7 @@ from udifftext.data.render import fill_polygon, resize
 from udifftext.data.transforms import RoiCrop, compute_roi_crop
 
 SOURCES = ("synthetic", "folder", "synthtext", "laion_ocr", "icdar13", "textseg")
+NO_ZOOM = 1e-12  # a min_area_ratio that no box falls below
 MAX_SKIPS_IN_A_ROW = 1000  # give up (and say why) instead of looping forever over a fully filtered dataset
 
 
@@ -73,9 +74,15 @@ def read_image(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def roi_view(image: np.ndarray, polygon: np.ndarray, cfg: DataConfig) -> tuple[RoiCrop, np.ndarray, np.ndarray]:
-    """Crop around `polygon` (original xy): the RoiCrop, the (R, R, 3) view and the (R, R) filled mask."""
-    crop = compute_roi_crop(image.shape[:2], polygon, cfg.resolution, cfg.crop_min_area_ratio)
+def roi_view(
+    image: np.ndarray, polygon: np.ndarray, cfg: DataConfig, zoom: bool = True
+) -> tuple[RoiCrop, np.ndarray, np.ndarray]:
+    """Crop around `polygon` (original xy): the RoiCrop, the (R, R, 3) view and the (R, R) filled mask.
+
+    zoom=False only pads to a square and resizes (for data that was cropped when it was written).
+    """
+    ratio = cfg.crop_min_area_ratio if zoom else NO_ZOOM
+    crop = compute_roi_crop(image.shape[:2], polygon, cfg.resolution, ratio)
     mask = fill_polygon(cfg.resolution, cfg.resolution, crop.apply_points(polygon))
     return crop, crop.apply_image(image), mask
 

@@ -10,8 +10,9 @@ inside the word polygon, opened with 1x2 and 2x1 kernels, dilated 3x3 five times
 resolution), split into 4-connected components; fewer components than occurrences rejects the sample,
 extra components are dropped smallest first, components are assigned to occurrences left to right, and
 an occurrence's mask is the dilated map inside its component's bounding box.
-Folders from make_synthetic.py also hold `charpos.npy` ((H, W): 0 background, j + 1 = position j of the
-first word), the exact masks, which are used instead when present.
+Folders from make_synthetic.py (`source: folder`) hold crops already: they are only resized to the model
+resolution, never zoomed again, and their `charpos.npy` ((H, W): 0 background, j + 1 = position j of
+the first word) gives the exact character masks.
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ class LaionOcrDataset(FilteredDataset):
         reason = box_skip_reason(polygon, image.shape[:2], cfg)
         if reason:
             raise SkipSample(reason)
-        crop, view, mask = roi_view(image, polygon, cfg)
+        crop, view, mask = roi_view(image, polygon, cfg, zoom=cfg.source != "folder")  # folders hold crops
         positions = folder / "charpos.npy"
         if index == 0 and positions.exists():
             labels = crop.apply_labels(_load_map(positions, image.shape[:2]))

@@ -20,8 +20,6 @@ import numpy as np
 
 from udifftext.data.render import resize
 
-NEAR_FULL = 0.98
-
 
 def _box_points(polygon_or_box: Any) -> np.ndarray:
     """(N, 2) xy points from an (N, 2) polygon or a (top, bottom, left, right) box."""
@@ -179,8 +177,7 @@ def compute_roi_crop(
     box_h = math.ceil(bottom) - math.floor(top)
     box_w = math.ceil(right) - math.floor(left)
     d = min(max(math.ceil(math.sqrt(area / min_area_ratio)), box_h, box_w, 1), side)
-    # a window within 2 % of the whole square is not worth a resampling (and re-cropping a crop is then exact)
-    if area < min_area_ratio * side * side and d < NEAR_FULL * side:
+    if area < min_area_ratio * side * side:
         cy, cx = (top + bottom) / 2 + pad_top, (left + right) / 2 + pad_left
         y0 = int(np.clip(round(cy - d / 2), 0, side - d))
         x0 = int(np.clip(round(cx - d / 2), 0, side - d))
