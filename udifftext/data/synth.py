@@ -35,7 +35,8 @@ def _luminance(rgb: np.ndarray) -> float:
 
 
 def text_colour(rng: np.random.Generator, background: np.ndarray) -> np.ndarray:
-    """A random RGB colour at least MIN_CONTRAST away in luminance from the mean `background` colour."""
+    """A random RGB colour, pushed to dark or light when its luminance is within MIN_CONTRAST of the
+    mean `background` colour (busy backgrounds can still hide parts of a word, as in photos)."""
     bg = _luminance(background.reshape(-1, 3).mean(axis=0))
     colour = rng.random(3).astype(np.float32)
     if abs(_luminance(colour) - bg) < MIN_CONTRAST:
