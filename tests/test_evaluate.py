@@ -97,19 +97,32 @@ def test_score_predictions_end_to_end(fixture_dir, tmp_path):
         assert grid.height == 22 + 56 * 2 * (2 + 1)  # header + 2 protocols x (2 best + the 1 other case)
 
 
-def test_lpips_in_the_report_is_zero_for_identical_reconstructions(fixture_dir, tmp_path):
+def test_report_with_lpips_and_our_recognizer_as_second_judge(fixture_dir, tmp_path):
     import torch
     import torchvision
 
+    from udifftext.checkpoint import MODEL_CONFIG, PART_FILES
+    from udifftext.config import UNetStageConfig, save_config
     from udifftext.evaluation import evaluate
+    from udifftext.io import save_state_dict
+    from udifftext.recognizer.vitstr import ViTSTR
 
     torch.manual_seed(0)
     weights = tmp_path / "alexnet.pth"
     torch.save(torchvision.models.alexnet(weights=None).state_dict(), weights)  # random backbone, real key layout
-    cfg = load_config(EvalConfig, ROOT / "configs/eval/tiny.yaml", [f"lpips_weights={weights}", f"out_dir={tmp_path}"])
+    model = tmp_path / "model"  # a folder holding only what the second judge needs
+    model_cfg = load_config(UNetStageConfig, ROOT / "configs/unet/tiny.yaml")
+    save_config(model_cfg, model, MODEL_CONFIG)
+    save_state_dict(ViTSTR(model_cfg.recognizer).state_dict(), model / PART_FILES["recognizer"])
+    overrides = [f"lpips_weights={weights}", f"out_dir={tmp_path}", f"sample.model={model}"]
+    cfg = load_config(EvalConfig, ROOT / "configs/eval/tiny.yaml", overrides)
     metrics = evaluate(cfg, str(fixture_dir / "cases.jsonl"), [str(fixture_dir / "perfect")])
     lpips = {r["protocol"]: r["lpips"] for r in metrics["results"]}
     assert lpips["reconstruction"] == 0.0 and lpips["editing"] > 0.0
+    assert metrics["second_judge"]["name"] == "vitstr"
+    assert all(0.0 <= r["vitstr_seq_acc"] <= 1.0 and "vitstr_ned" in r for r in metrics["results"])
+    assert metrics["results"][0]["seq_acc"] == 1.0  # the main judge's columns are unchanged
+    assert "SeqAcc vitstr" in (tmp_path / "metrics.md").read_text()
 
 
 def test_missing_weights_and_bad_inputs_are_one_line_errors(fixture_dir, tmp_path):

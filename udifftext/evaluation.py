@@ -301,39 +301,42 @@ class Scorer:
         if len(generated) != len(self.cases):
             raise ValueError(f"generated must hold one image per case ({len(self.cases)}), got {len(generated)}")
         crops = [crop_quad(image, case.quad) for image, case in zip(generated, self.cases, strict=True)]
-        readings = [judge.read(crops) for judge in self.judges]
         rows = []
-        for i, case in enumerate(tqdm(self.cases, desc=f"score {variant}", unit="case")):
+        for i, case in enumerate(tqdm(self.cases, desc=f"judge {variant}", unit="case")):
             row = {"variant": variant, "id": case.id, "protocol": case.protocol, "target": case.text}
             row["source_text"] = case.source_text
-            for judge, texts in zip(self.judges, readings, strict=True):
-                prefix = "" if judge is self.judges[0] else f"{judge.name}_"
-                row[f"{prefix}judged"] = texts[i]
-                row[f"{prefix}correct"] = texts[i].lower() == case.text.lower()
-                row[f"{prefix}correct_cs"] = texts[i] == case.text
-                row[f"{prefix}ned"] = normalized_edit_distance(texts[i], case.text)
+            for judge in self.judges:
+                prefix = self._prefix(judge)
+                (text,) = judge.read([crops[i]])
+                row[f"{prefix}judged"] = text
+                row[f"{prefix}correct"] = text.lower() == case.text.lower()
+                row[f"{prefix}correct_cs"] = text == case.text
+                row[f"{prefix}ned"] = normalized_edit_distance(text, case.text)
             if self.lpips is not None:
                 pair = _batch([generated[i], case.image]).float() / 127.5 - 1.0  # (2, 3, H, W) in [-1, 1]
                 row["lpips"] = float(self._lpips(pair[:1], pair[1:]))
             rows.append(row)
-        summaries = []
-        for protocol in self.protocols:
+        summaries = {p: {"variant": variant, "protocol": p} for p in self.protocols}
+        for protocol, kind in tqdm(list(self.fid), desc=f"FID {variant}", unit="set"):
             index = [i for i, c in enumerate(self.cases) if c.protocol == protocol]
-            chosen = [rows[i] for i in index]
-            summary = {"variant": variant, "protocol": protocol, "n": len(chosen)}
+            meter = self.fid[protocol, kind]
+            meter.reset_generated()
+            meter.add_images([(generated if kind == "full" else crops)[i] for i in index], real=False)
+            summaries[protocol]["fid" if kind == "full" else "fid_crop"] = meter.compute() if len(index) > 1 else None
+        for protocol, summary in summaries.items():
+            chosen = [r for r in rows if r["protocol"] == protocol]
+            summary["n"] = len(chosen)
             for judge in self.judges:
-                prefix = "" if judge is self.judges[0] else f"{judge.name}_"
+                prefix = self._prefix(judge)
                 summary[f"{prefix}seq_acc"] = float(np.mean([r[f"{prefix}correct"] for r in chosen]))
                 summary[f"{prefix}seq_acc_cs"] = float(np.mean([r[f"{prefix}correct_cs"] for r in chosen]))
                 summary[f"{prefix}ned"] = float(np.mean([r[f"{prefix}ned"] for r in chosen]))
-            for kind, images in (("full", generated), ("crop", crops)):
-                meter = self.fid[protocol, kind]
-                meter.reset_generated()
-                meter.add_images([images[i] for i in index], real=False)
-                summary["fid" if kind == "full" else "fid_crop"] = meter.compute() if len(index) > 1 else None
             summary["lpips"] = float(np.mean([r["lpips"] for r in chosen])) if self.lpips is not None else None
-            summaries.append(summary)
-        return rows, summaries
+        return rows, list(summaries.values())
+
+    def _prefix(self, judge: Judge) -> str:
+        """Column prefix: none for the main judge, `<name>_` for the second."""
+        return "" if judge is self.judges[0] else f"{judge.name}_"
 
     def _lpips(self, generated: Any, reference: Any) -> float:
         from udifftext.metrics import lpips_distance
