@@ -133,3 +133,13 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(model, inputs, capsys, 
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
     assert sorted(inputs.rglob("*")) == before
+
+
+def test_corrupt_results_file_stops_the_resume(model, inputs, capsys):
+    (inputs / "outs").mkdir()
+    (inputs / "outs/results.jsonl").write_text("{half a line\n")
+    item = {"id": "a", "image": "in.png", "box": "1,1,9,9", "text": "a"}
+    (inputs / "cases.jsonl").write_text(json.dumps(item) + "\n")
+    assert run(["--model", str(model), "--manifest", str(inputs / "cases.jsonl"), "--out", str(inputs / "outs")]) == 2
+    assert "results.jsonl:1 is not a result line" in capsys.readouterr().err
+    assert sorted(p.name for p in (inputs / "outs").iterdir()) == ["results.jsonl"]

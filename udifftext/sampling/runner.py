@@ -112,7 +112,15 @@ def finished_ids(out_dir: Path) -> set[str]:
     path = out_dir / RESULTS
     if not path.exists():
         return set()
-    return {json.loads(line)["id"] for line in path.read_text().splitlines() if line.strip()}
+    ids = set()
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            ids.add(json.loads(line)["id"])
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise ValueError(f"{path}:{number} is not a result line with an id: fix or delete it to resume") from None
+    return ids
 
 
 def write_job_outputs(job: Job, output: Any, with_record: bool) -> None:
