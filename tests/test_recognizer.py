@@ -122,3 +122,18 @@ def test_upstream_vitstr_pth_mapping(tmp_path):
     crops = torch.rand(2, 1, 16, 64)
     assert torch.equal(ours(crops), loaded(crops))
     assert set(upstream_vitstr_state_dict(upstream)) == set(ours.state_dict())
+
+
+def test_conv_stem_same_token_grid_and_reload(tmp_path):
+    torch.manual_seed(0)
+    model = ViTSTR(_tiny(stem="conv")).eval()
+    crops = torch.rand(2, 1, 16, 64)
+    assert model(crops).shape == (2, 12, 95) and model.num_tokens == 17
+    assert any(k.startswith("vit.patch_embed.proj.1.running_mean") for k in model.state_dict())
+    path = save_state_dict(model.state_dict(), tmp_path / "conv.safetensors")
+    assert torch.equal(model(crops), load_recognizer(_tiny(stem="conv", weights=str(path))).eval()(crops))
+    torch.save({}, tmp_path / "upstream.pth")
+    with pytest.raises(ValueError, match="stem=patch"):
+        load_recognizer(_tiny(stem="conv", weights=str(tmp_path / "upstream.pth")))
+    with pytest.raises(ValueError, match="stem must be one of"):
+        ViTSTR(_tiny(stem="cnn"))

@@ -58,6 +58,7 @@ class RecognizerConfig:
     heads: int = 3
     mlp_ratio: float = 4.0
     first_token: int = 0  # output token of the first character; 1 for upstream ViTSTR .pth (token 0 = [GO])
+    stem: str = "patch"  # patch: ViTSTR's linear patch embedding | conv: stride-2 3x3 convs (faster from scratch)
     weights: str = ""  # our exported safetensors or an upstream ViTSTR .pth; "" = random
 
 

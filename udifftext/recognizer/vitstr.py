@@ -2,11 +2,14 @@
 each of its first output tokens into one character of the alphabet (0 = padding / end of word).
 
 Our state dict is the timm model under ``vit.`` (``vit.patch_embed.proj.weight``, ``vit.blocks.{i}.*``,
-``vit.norm.*``, ``vit.head.*``). An upstream ViTSTR ``.pth`` (deep-text-recognition-benchmark release,
-``torch.save(DataParallel(Model).state_dict())``) maps as: strip ``module.`` and ``vitstr.``, prefix ``vit.``;
-its 96-class head is ``[GO], [s], printable[:-6]``, so our class 0 (end) takes row 1 (``[s]``) and class
-k >= 1 takes row k + 1; its output token 0 predicts ``[GO]``, hence ``recognizer.first_token: 1``.
-Inputs are [0, 1] crops; the network sees them mapped to [-1, 1] as ViTSTR was trained.
+``vit.norm.*``, ``vit.head.*``). ``stem: conv`` (our small preset) swaps the linear patch projection for a
+small conv stack (``vit.patch_embed.proj.{i}.*``), which learns from scratch on a CPU budget.
+
+An upstream ViTSTR ``.pth`` (deep-text-recognition-benchmark release, a ``DataParallel(Model)`` state dict)
+maps as: strip ``module.`` and ``vitstr.``, prefix ``vit.``. Its 96-class head is ``[GO], [s], printable[:-6]``,
+so our class 0 (end) takes row 1 (``[s]``) and class k >= 1 takes row k + 1; its output token 0 predicts
+``[GO]``, hence ``recognizer.first_token: 1``. Inputs are [0, 1] crops; the network sees them mapped to
+[-1, 1], as ViTSTR was trained.
 """
 
 from __future__ import annotations
@@ -30,6 +33,31 @@ UPSTREAM_SPECIALS = 2  # [GO], [s] precede the characters in upstream ViTSTR's h
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as PIL's "L" conversion
 
 
+STEMS = ("patch", "conv")
+
+
+def conv_patch_embed(stem_channels: int = 32):
+    """A timm ``PatchEmbed`` whose projection is a stack of stride-2 3x3 convs (+BN, ReLU) and a 1x1 conv:
+    the same token grid as ``patch_size`` patches, but with the convolutional inductive bias that lets a
+    ViT learn from far fewer samples (Xiao et al. 2021, "Early convolutions help transformers see better")."""
+    from timm.layers import PatchEmbed
+
+    class ConvPatchEmbed(PatchEmbed):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            stride = self.patch_size
+            if stride[0] != stride[1] or stride[0] < 2 or stride[0] & (stride[0] - 1):
+                raise ValueError(f"recognizer.stem=conv needs a power-of-two patch_size >= 2, got {stride}")
+            in_chans, embed_dim = self.proj.in_channels, self.proj.out_channels
+            widths = [in_chans] + [min(embed_dim, stem_channels * 2**i) for i in range(stride[0].bit_length() - 1)]
+            layers: list[nn.Module] = []
+            for c_in, c_out in zip(widths[:-1], widths[1:], strict=True):
+                layers += [nn.Conv2d(c_in, c_out, 3, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+            self.proj = nn.Sequential(*layers, nn.Conv2d(widths[-1], embed_dim, 1))
+
+    return ConvPatchEmbed
+
+
 class ViTSTR(nn.Module):
     """(B, 1, h, w) crops in [0, 1] -> (B, max_len, num_classes) per-position logits."""
 
@@ -48,6 +76,9 @@ class ViTSTR(nn.Module):
                 f"recognizer has {tokens} output tokens, needs first_token + max_len = "
                 f"{cfg.first_token + cfg.max_len}: use smaller patches or a larger crop"
             )
+        if cfg.stem not in STEMS:
+            raise ValueError(f"recognizer.stem must be one of {STEMS}, got '{cfg.stem}'")
+        extra = {"embed_layer": conv_patch_embed()} if cfg.stem == "conv" else {}
         self.vit = VisionTransformer(
             img_size=(cfg.img_height, cfg.img_width),
             patch_size=cfg.patch_size,
@@ -58,6 +89,7 @@ class ViTSTR(nn.Module):
             depth=cfg.depth,
             num_heads=cfg.heads,
             mlp_ratio=cfg.mlp_ratio,
+            **extra,
         )
 
     @property
@@ -148,6 +180,8 @@ def load_recognizer(cfg: RecognizerConfig) -> ViTSTR:
         what = "ViTSTR recognizer weights (.safetensors from train_encoder.py, or an upstream ViTSTR .pth)"
         state = load_state_dict(cfg.weights, what, WEIGHTS_SOURCE)
         if Path(cfg.weights).suffix != ".safetensors":
+            if cfg.stem != "patch":
+                raise ValueError(f"an upstream ViTSTR .pth needs recognizer.stem=patch, got '{cfg.stem}'")
             state = upstream_vitstr_state_dict(state)
         load_strict(model, state, what=what)
     return model
