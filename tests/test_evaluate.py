@@ -75,7 +75,7 @@ def test_score_predictions_end_to_end(fixture_dir, tmp_path):
     assert metrics["judge"]["name"] == "rapidocr_onnxruntime" and metrics["judge"]["version"]
     assert metrics["mode"] == "predictions" and metrics["seed"] == 0
     assert "not comparable" in metrics["fid_features"] and metrics["lpips"].startswith("skipped")
-    assert metrics["versions"]["torchmetrics"] and metrics["config"]["num_cases"] == 4
+    assert metrics["versions"]["torchmetrics"] and metrics["cases"] == 6 and metrics["config"]["num_cases"] == 4
     results = {(r["variant"], r["protocol"]): r for r in metrics["results"]}
     assert set(results) == {(v, p) for v in ("perfect", "blank") for p in ("reconstruction", "editing")}
     for protocol in ("reconstruction", "editing"):
@@ -134,6 +134,9 @@ def test_missing_weights_and_bad_inputs_are_one_line_errors(fixture_dir, tmp_pat
         script.main(script.parse_args(["--config", config, *manifest, "--inception-weights", str(missing)]))
     with pytest.raises(SystemExit, match=r"error: .*alexnet-owt-7be5be79\.pth"):
         script.main(script.parse_args(["--config", config, *manifest, "--lpips-weights", str(tmp_path / "a.pth")]))
+    twin = tmp_path / "other" / "perfect"
+    with pytest.raises(SystemExit, match=r"error: --pred folders name the table rows"):
+        script.main(script.parse_args(["--config", config, *manifest, str(twin)]))
     with pytest.raises(SystemExit, match=r"error: --pred .*2 of 6 predictions missing"):
         partial = tmp_path / "partial"
         partial.mkdir()

@@ -434,7 +434,10 @@ def write_report(
     return out
 
 
-def report_meta(cfg: EvalConfig, mode: str, judge: Judge, second: Judge | None, fid_label: str, lpips: str) -> dict:
+def report_meta(
+    cfg: EvalConfig, mode: str, cases: int, judge: Judge, second: Judge | None, fid_label: str, lpips: str
+) -> dict:
+    """Everything a reader needs to trust or reproduce the figures: judges, feature nets, versions, config."""
     return {
         "mode": mode,
         "judge": judge.describe(),
@@ -442,7 +445,7 @@ def report_meta(cfg: EvalConfig, mode: str, judge: Judge, second: Judge | None, 
         "fid_features": fid_label,
         "lpips": lpips,
         "seed": cfg.seed,
-        "num_cases": cfg.num_cases,
+        "cases": cases,  # all protocols together
         "versions": package_versions(),
         "config": asdict(cfg),
     }
@@ -469,6 +472,9 @@ def evaluate(
     if manifest is not None:
         if not predictions:
             raise ValueError("--manifest needs at least one --pred folder of generated images")
+        names = [Path(folder).name for folder in predictions]
+        if len(set(names)) != len(names):
+            raise ValueError(f"--pred folders name the table rows, so their names must differ, got {names}")
         cases = read_manifest(manifest)
         runs = [(Path(folder).name, lambda folder=folder: read_predictions(folder, cases)) for folder in predictions]
         mode = "predictions"
@@ -495,7 +501,7 @@ def evaluate(
         all_rows += rows
         summaries += summary
         grids[name] = case_grid(cases, generated, rows, cfg.grid_cases)
-    meta = report_meta(cfg, mode, judge, second, fid_label, lpips_label)
+    meta = report_meta(cfg, mode, len(cases), judge, second, fid_label, lpips_label)
     write_report(cfg.out_dir, meta, all_rows, summaries, grids)
     return {**meta, "results": summaries}
 
