@@ -127,14 +127,14 @@ def convert_sd2(
         unet_state = vae_source = read(path, SD2_EXPECTED, SD2_SOURCE)
         if not vae and not any(k.startswith(LDM_VAE) for k in unet_state):
             raise MissingWeightsError(f"{path} holds no {LDM_VAE}* keys: give --vae with {VAE_EXPECTED} ({SD2_SOURCE})")
-    unet, text_encoder, first_stage = _parts(cfg, seed)
-    new_attention = unet.cross_attention_parameter_names()
-    _load(unet, sd2_unet_state(unet_state, kwargs), f"SD-2-inpainting UNet {path}", new_attention)
-    report = {"unet": f"{path} (char cross-attention newly initialised)"}
+    unet_mapped = sd2_unet_state(unet_state, kwargs)  # layout errors surface before the slow model build
     if vae:
         vae_source = read(vae, VAE_EXPECTED, f"{RELEASE}, checkpoints/AEs/")
-    _load(first_stage, vae_state(vae_source, cfg.first_stage, f"VAE {vae or path}"), f"VAE {vae or path}")
-    report["first_stage"] = str(vae or path)
+    vae_mapped = vae_state(vae_source, cfg.first_stage, f"VAE {vae or path}")
+    unet, text_encoder, first_stage = _parts(cfg, seed)
+    _load(unet, unet_mapped, f"SD-2-inpainting UNet {path}", unet.cross_attention_parameter_names())
+    _load(first_stage, vae_mapped, f"VAE {vae or path}")
+    report = {"unet": f"{path} (char cross-attention newly initialised)", "first_stage": str(vae or path)}
     if encoder:
         _encoder_from_file(text_encoder, encoder, report)
     else:
@@ -161,18 +161,18 @@ def convert_upstream(
     if not encoder and label_encoder_prefix(state) is None:
         hint = f"give --encoder with {ENCODER_EXPECTED} ({RELEASE})"
         raise MissingWeightsError(f"{path} holds no LabelEncoder keys: {hint}")
-    unet, text_encoder, first_stage = _parts(cfg, 0)
     from udifftext.unet.model import diffusers_unet_kwargs
 
-    mapped = upstream_unet_state(state, diffusers_unet_kwargs(cfg), cfg.text_encoder.width)
-    _load(unet, mapped, f"UDiffText UNet {path}")
-    report = {"unet": str(path)}
+    unet_mapped = upstream_unet_state(state, diffusers_unet_kwargs(cfg), cfg.text_encoder.width)
     if vae:
         vae_source, what = read(vae, VAE_EXPECTED, f"{RELEASE}, checkpoints/AEs/"), f"VAE {vae}"
     else:
         vae_source, what = state, f"VAE {path} ({LDM_VAE}*)"
-    _load(first_stage, vae_state(vae_source, cfg.first_stage, what), what)
-    report["first_stage"] = what.removeprefix("VAE ")
+    vae_mapped = vae_state(vae_source, cfg.first_stage, what)  # layout errors surface before the slow model build
+    unet, text_encoder, first_stage = _parts(cfg, 0)
+    _load(unet, unet_mapped, f"UDiffText UNet {path}")
+    _load(first_stage, vae_mapped, what)
+    report = {"unet": str(path), "first_stage": what.removeprefix("VAE ")}
     if encoder:
         _encoder_from_file(text_encoder, encoder, report)
     else:
