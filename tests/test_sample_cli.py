@@ -73,6 +73,7 @@ def test_one_image_two_regions_writes_every_output(model, inputs):
     assert names == ["out.json", "out.png", "out_r0_attn.png", "out_r0_crop.png", "out_r1_attn.png", "out_r1_crop.png"]
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["texts"] == ["Hi", "42"] and record["config"]["steps"] == 1 and record["model"] == str(model)
+    assert record["image"] == str(inputs / "in.png") and record["config"]["model"] == str(model)
     before, after = np.asarray(Image.open(inputs / "in.png")), np.asarray(Image.open(out))
     inside = np.zeros((50, 80), bool)
     inside[5:20, 5:35] = True

@@ -176,6 +176,7 @@ class UDiffTextPipeline:
         """Inpaint `texts[i]` into `regions[i]` of `image`, region after region; see the module docstring."""
         cfg = cfg or SampleConfig()
         start = time.perf_counter()
+        path = str(image) if isinstance(image, str | Path) else None
         image, masks = self.check_inputs(image, regions, texts, cfg)
         canvas = np.asarray(image).copy()  # (H, W, 3) uint8
         crops, heatmaps, records = [], [], []
@@ -186,6 +187,7 @@ class UDiffTextPipeline:
             records.append({"index": i, "region": regions[i].describe(), "text": text, "seed": cfg.seed + i, **rec})
         record = {
             "model": self.source,
+            "image": path,
             "image_size": list(image.size),
             "texts": list(texts),
             "seed": cfg.seed,

@@ -141,7 +141,7 @@ def append_result(out_dir: Path, job: Job, record: dict[str, Any]) -> None:
     """Add the job's line to results.jsonl (rewritten atomically: never a half line)."""
     path = out_dir / RESULTS
     old = path.read_text() if path.exists() else ""
-    line = json.dumps({"id": job.id, "image": str(job.image), "output": str(job.out), **record}, sort_keys=True)
+    line = json.dumps({"id": job.id, "output": str(job.out), **record}, sort_keys=True)
     atomic_write_text(path, old + line + "\n")
 
 
