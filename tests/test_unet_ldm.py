@@ -7,6 +7,7 @@ key names (the inverse of diffusers' renaming, spelled out below) and checks the
 import re
 from pathlib import Path
 
+import pytest
 import torch
 
 from udifftext.config import UNetStageConfig, load_config
@@ -17,6 +18,15 @@ RESNET = {"norm1": "in_layers.0", "conv1": "in_layers.2", "norm2": "out_layers.0
 RESNET |= {"time_emb_proj": "emb_layers.1", "conv_shortcut": "skip_connection"}
 TOP = {"time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2"}
 TOP |= {"conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One thread: on a shared, loaded 2-core machine two threads run these tiny nets 5-20x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def to_ldm(key: str, per_block: int, up_has_attention: list[bool]) -> str:
