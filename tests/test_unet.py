@@ -176,3 +176,23 @@ def test_attention_store_shapes_gradients_and_fallback():
         fast = model(noisy, t, context, mask, masked)
     assert store.maps() == []
     torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-5)
+
+
+def test_gradient_checkpointing_with_capture_gives_the_same_gradients():
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = build_unet(tiny_cfg(f"train.gradient_checkpointing={checkpointing}"))
+        assert model.unet.is_gradient_checkpointing == checkpointing
+        set_trainable(model, "full")
+        store = AttentionStore(max_len=12, min_size=8)
+        install_attention_capture(model, store)
+        noisy, t, context, mask, masked = inputs()
+        store.enabled = True
+        out = model(noisy, t, context, mask, masked)
+        store.enabled = False
+        (out.square().mean() + sum(m.square().mean() for m in store.maps())).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for name, g in grads[0].items():
+        torch.testing.assert_close(grads[1][name], g, rtol=1e-4, atol=1e-6)

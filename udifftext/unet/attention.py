@@ -19,7 +19,8 @@ class AttentionStore:
     """Per-layer head-averaged cross-attention maps of the latest UNet forward call.
 
     `min_size`: layers whose map side (the shorter one) is smaller are not recorded (upstream: 16 at
-    512 px, i.e. the 64², 32² and 16² layers). `enabled=False` makes the processor fall back to SDPA.
+    512 px, i.e. the 64², 32² and 16² layers). `enabled=False` records nothing, and without gradients
+    the processor then falls back to SDPA.
     """
 
     def __init__(self, max_len: int, min_size: int):
@@ -73,7 +74,9 @@ class CapturingAttnProcessor:
         self.fast = AttnProcessor2_0()
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
-        if not self.store.enabled or encoder_hidden_states is None:
+        # With gradients on, always take the explicit path: gradient checkpointing recomputes the forward
+        # with the store disabled, and the recomputation must save the same tensors as the first pass.
+        if encoder_hidden_states is None or not (self.store.enabled or torch.is_grad_enabled()):
             return self.fast(attn, hidden_states, encoder_hidden_states, attention_mask, temb, **kwargs)
         B = hidden_states.shape[0]
         q = attn.head_to_batch_dim(attn.to_q(hidden_states))  # (B*heads, N, d)
