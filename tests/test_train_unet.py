@@ -87,6 +87,16 @@ def test_text_stage_from_the_base_folder_resumes_and_exports(base_run, tmp_path)
     frozen = [k for k in base if k not in trained]
     assert frozen and all(torch.equal(state[k], base[k]) for k in frozen)
 
+    from udifftext.lit.unet_module import LitUDiffText
+
+    trained_file = tmp_path / "checkpoints" / "unet_trainable.safetensors"
+    for init in (trained_file, tmp_path / "pipeline"):
+        module = LitUDiffText(tiny(tmp_path / "again", *overrides, f"init_from={init}"))
+        again = module.unet.state_dict()
+        assert all(torch.equal(again[k], v) for k, v in state.items()), init
+    with pytest.raises(KeyError, match="missing"):  # full training needs every UNet weight
+        LitUDiffText(tiny(tmp_path / "full", *overrides, "trainable=full", f"init_from={trained_file}"))
+
 
 def _dataset(cfg):
     from udifftext.data.datasets import build_dataset

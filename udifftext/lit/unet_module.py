@@ -313,6 +313,8 @@ def run_unet_stage(
     trainer = build_trainer(cfg.train, out_dir, accelerator, devices)
     if trainer.is_global_zero:
         save_run_config(cfg, out_dir)
+        r = module.report
+        print(f"unet ({cfg.unet.mode}): {r['trainable']:,} of {r['total']:,} parameters trainable ({r['share']:.2%})")
     ckpt = resolve_resume(out_dir, resume)
     step0 = torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"] if ckpt else 0
     start = time.perf_counter()
