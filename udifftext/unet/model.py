@@ -1,12 +1,13 @@
 """The denoising UNet: diffusers' `UNet2DConditionModel` with UDiffText's character cross-attention.
 
-`build_unet(cfg)` builds the UNet from config (never downloaded), loads base weights strictly, then
-replaces every transformer block's cross-attention by a new one reading the char encoder's context
-(paper Sec. 3.3; upstream `t_attn` / `t_norm`). The new output projection starts at zero, so before any
-training the model computes exactly what the base inpainting model computes with no text.
+`build_unet(cfg)` builds the UNet from config (never downloaded), removes its own text cross-attention,
+loads base weights strictly (all but the removed keys), then gives every transformer block a new
+cross-attention reading the char encoder's context (paper Sec. 3.3; upstream `t_attn` / `t_norm`). The new
+output projection starts at zero, so before any training the model computes exactly what the base
+inpainting model computes without a text path.
 
-`mode: base` keeps the base cross-attention and feeds it a zero context: text-free inpainting
-pretraining of a small UNet from scratch, the role SD-2-inpainting plays in the paper.
+`mode: base` stops before adding the new attention: a text-free inpainting UNet, trained from scratch
+for the small CPU model in the role SD-2-inpainting plays in the paper. It ignores the context.
 """
 
 from __future__ import annotations
@@ -213,7 +214,7 @@ class TextUNet(nn.Module):
         if glyph is not None:
             self._check("glyph", glyph, 1, noisy)
         if self.mode == "base":
-            context = noisy.new_zeros(B, 1, self.context_dim)  # (B, 1, W_base)
+            context = noisy.new_zeros(B, 1, self.context_dim)  # (B, 1, W_base): no block reads it
         elif context is None or context.ndim != 3 or context.shape[0] != B or context.shape[2] != self.context_dim:
             shape = None if context is None else tuple(context.shape)
             raise ValueError(f"context must have shape ({B}, L, {self.context_dim}), got {shape}")
