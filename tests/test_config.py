@@ -6,6 +6,7 @@ import pytest
 
 from udifftext.config import (
     ConfigError,
+    DataConfig,
     EncoderStageConfig,
     EvalConfig,
     SampleConfig,
@@ -15,7 +16,13 @@ from udifftext.config import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMAS = {"encoder": EncoderStageConfig, "unet": UNetStageConfig, "sample": SampleConfig, "eval": EvalConfig}
+SCHEMAS = {
+    "data": DataConfig,
+    "encoder": EncoderStageConfig,
+    "unet": UNetStageConfig,
+    "sample": SampleConfig,
+    "eval": EvalConfig,
+}
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*/*.yaml")), ids=lambda p: f"{p.parent.name}/{p.name}")
