@@ -251,6 +251,7 @@ class UNetStageConfig:
     init_from: str = ""  # trainable-weights safetensors (or pipeline folder) to start from
     val_steps: int = 20  # DDIM steps of the periodic validation samples (a short schedule)
     val_guidance_scale: float = 5.0  # classifier-free guidance of the validation samples (upstream test: 5.0)
+    ema_decay: float = 0.0  # EMA of the trained weights, used for validation and the export; 0 = off (upstream)
 
 
 @dataclass
