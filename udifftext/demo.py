@@ -154,8 +154,8 @@ def run_demo(
     guidance: float,
     candidates: float,
     refine: bool,
-) -> tuple[Image.Image | None, list, list, Image.Image | None, str]:
-    """One click of Run: (result, crops, heatmap strips, region preview, status Markdown)."""
+) -> tuple[Image.Image | None, list, Image.Image | None, Image.Image | None, str]:
+    """One click of Run: (result, captioned crops, attention panel, region preview, status Markdown)."""
     from udifftext.sampling.heatmaps import heatmap_strip
 
     try:
@@ -163,17 +163,32 @@ def run_demo(
         cfg = sample_config(base, seed, steps, guidance, candidates, refine)
         image, masks = pipe.check_inputs(inputs.image, inputs.regions, inputs.texts, cfg)
     except ValueError as err:
-        return None, [], [], None, f"**Cannot run:** {err}"
+        return None, [], None, None, f"**Cannot run:** {err}"
     out = pipe(image, inputs.regions, inputs.texts, cfg, progress=True)
     crops = [(crop, f"{i + 1}: '{text}'") for i, (crop, text) in enumerate(zip(out.crops, inputs.texts, strict=True))]
     strips = [
-        (heatmap_strip(crop, heat), f"{i + 1}: '{text}' (crop, then one map per character)")
+        (heatmap_strip(crop, heat), f"{i + 1}: '{text}': the crop, then one map per character")
         for i, (crop, heat, text) in enumerate(zip(out.crops, out.heatmaps, inputs.texts, strict=True))
         if heat is not None
     ]
     pairs = ", ".join(f"{label} → '{text}'" for label, text in zip(inputs.labels, inputs.texts, strict=True))
     status = f"**Done** in {out.record['seconds']:.1f} s: {pairs} (seed {cfg.seed}, {cfg.steps} steps)."
-    return out.image, crops, strips, region_preview(image, masks, inputs.labels), status
+    panel = stack_captioned(strips) if strips else None
+    return out.image, crops, panel, region_preview(image, masks, inputs.labels), status
+
+
+def stack_captioned(images: list[tuple[Image.Image, str]], band: int = 16) -> Image.Image:
+    """Images one under the other, each under a dark band with its caption (wide strips stay readable)."""
+    width = max(image.width for image, _ in images)
+    panel = Image.new("RGB", (width, sum(image.height + band for image, _ in images)), (255, 255, 255))
+    draw = ImageDraw.Draw(panel)
+    top = 0
+    for image, caption in images:
+        draw.rectangle([0, top, width, top + band - 1], fill=(40, 40, 40))
+        draw.text((3, top + 2), caption, fill=(255, 255, 255))
+        panel.paste(image.convert("RGB"), (0, top + band))
+        top += band + image.height
+    return panel
 
 
 def example_rows(examples_dir: Path = EXAMPLES_DIR) -> list[list[Any]]:
@@ -257,8 +272,12 @@ def build_demo(pipe: Any, cfg: SampleConfig, note: str = "", examples_dir: Path 
                     object_fit="contain",
                     elem_id="crops",
                 )
-                heatmaps = gr.Gallery(
-                    label="Per-character attention", columns=1, height=200, object_fit="contain", elem_id="heatmaps"
+                heatmaps = gr.Image(
+                    label="Per-character attention (middle denoising step)",
+                    type="pil",
+                    format="png",
+                    interactive=False,
+                    elem_id="heatmaps",
                 )
                 preview = gr.Image(label="Regions used", type="pil", format="png", interactive=False, elem_id="regions")
         gr.Examples(example_rows(examples_dir), inputs=[editor, boxes, texts], label="Examples (click, then Run)")
