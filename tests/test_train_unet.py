@@ -167,3 +167,32 @@ def test_script_missing_weights_exit_2_with_the_source(tmp_path, capsys):
         train_unet.main(train_unet.parse_args(argv))
     assert exit_.value.code == 2
     assert "stabilityai/stable-diffusion-2-inpainting" in capsys.readouterr().err
+
+
+def test_ema_weights_update_swap_and_reach_the_export(base_run, tmp_path):
+    from safetensors.torch import load_file
+
+    from udifftext.lit.unet_module import EmaWeights, run_unet_stage
+
+    p = torch.nn.Parameter(torch.zeros(3))
+    ema = EmaWeights({"w.x": p}, decay=0.9)
+    with torch.no_grad():
+        p.fill_(1.0)
+    ema.update({"w.x": p})
+    torch.testing.assert_close(ema.w__x, torch.full((3,), 0.1))
+    ema.swap({"w.x": p})
+    assert torch.allclose(p, torch.full((3,), 0.1)) and torch.equal(ema.w__x, torch.ones(3))
+    with pytest.raises(ValueError, match="ema_decay"):
+        EmaWeights({"w.x": p}, decay=1.0)
+
+    base_dir, _ = base_run
+    overrides = [f"unet.base_weights={base_dir / 'pipeline'}", "ema_decay=0.5", "train.ckpt_every=2"]
+    run_unet_stage(tiny(tmp_path, *overrides, "train.max_steps=2", "train.val_every=2"), "cpu", 1)
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    live = {k.removeprefix("unet."): v for k, v in state.items() if k.startswith("unet.")}
+    averaged = {k.removeprefix("ema.").replace("__", "."): v for k, v in state.items() if k.startswith("ema.")}
+    assert live.keys() == averaged.keys() and any(not torch.equal(live[k], averaged[k]) for k in live)
+    exported = load_file(tmp_path / "pipeline" / "unet.safetensors")
+    assert all(torch.equal(exported[k], v) for k, v in averaged.items())
+    resumed = run_unet_stage(tiny(tmp_path, *overrides, "train.max_steps=3", "train.val_every=100"), "cpu", 1)
+    assert resumed["global_step"] == 3 and resumed["steps_this_launch"] == 1

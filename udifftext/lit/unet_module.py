@@ -49,6 +49,38 @@ def load_init_weights(unet: torch.nn.Module, path: str, trainable: list[str]) ->
     load_strict(unet, state, expected_missing=frozen, what=what)
 
 
+class EmaWeights(torch.nn.Module):
+    """Exponential moving average of the trained UNet parameters, saved and resumed with the checkpoint.
+
+    Buffers are named after the parameters with "." -> "__" (buffer names cannot hold dots).
+    """
+
+    def __init__(self, params: dict[str, torch.nn.Parameter], decay: float):
+        super().__init__()
+        if not 0 < decay < 1:
+            raise ValueError(f"ema_decay must be in (0, 1) when EMA is on, got {decay}")
+        self.decay = decay
+        self.names = list(params)
+        for name, p in params.items():
+            self.register_buffer(name.replace(".", "__"), p.detach().clone())
+
+    def _pairs(self, params: dict[str, torch.nn.Parameter]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(params[n], getattr(self, n.replace(".", "__"))) for n in self.names]
+
+    @torch.no_grad()
+    def update(self, params: dict[str, torch.nn.Parameter]) -> None:
+        for p, e in self._pairs(params):
+            e.lerp_(p.detach().to(e.dtype), 1 - self.decay)
+
+    @torch.no_grad()
+    def swap(self, params: dict[str, torch.nn.Parameter]) -> None:
+        """Exchange the live weights with the averaged ones (call again to swap back)."""
+        for p, e in self._pairs(params):
+            live = p.detach().clone()
+            p.copy_(e)
+            e.copy_(live)
+
+
 class LitUDiffText(pl.LightningModule):
     """Diffusion fine-tuning of `TextUNet` on inpainting batches (see `udifftext/data/datasets.py`)."""
 
@@ -74,6 +106,7 @@ class LitUDiffText(pl.LightningModule):
         self.store.enabled = False
         if self.text_mode:
             install_attention_capture(self.unet, self.store)
+        self.ema = EmaWeights(self._trained_params(), cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.strict_loading = False  # checkpoints hold the trained weights only; on_load_checkpoint checks them
         self._val: list[dict[str, Any]] = []
 
@@ -86,8 +119,26 @@ class LitUDiffText(pl.LightningModule):
                 frozen.eval()  # no dropout in frozen parts, whatever Lightning asks
         return self
 
+    def _trained_params(self) -> dict[str, torch.nn.Parameter]:
+        return {n: p for n, p in self.unet.named_parameters() if p.requires_grad}
+
     def _trained_keys(self) -> list[str]:
-        return [f"unet.{n}" for n, p in self.unet.named_parameters() if p.requires_grad]
+        """State-dict keys a checkpoint holds: the trained UNet weights (and their EMA)."""
+        keys = [f"unet.{n}" for n in self._trained_params()]
+        if self.ema is not None:
+            keys += [f"ema.{k}" for k in self.ema.state_dict()]
+        return keys
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        if self.ema is not None:
+            self.ema.update(self._trained_params())
+
+    def use_ema_weights(self) -> None:
+        """Put the averaged weights into the UNet for good (before the export); no-op without EMA."""
+        if self.ema is not None:
+            self.ema.swap(self._trained_params())
+            self.ema = None
 
     def _condition(self, batch: dict) -> dict[str, torch.Tensor | None]:
         """Images -> the UNet's space: x0, masked, working-size mask and glyph (no gradients: all frozen)."""
@@ -177,7 +228,7 @@ class LitUDiffText(pl.LightningModule):
         keys = set(self._trained_keys())
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keys}
         if self.trainer.is_global_zero:
-            state = {k.removeprefix("unet."): v for k, v in checkpoint["state_dict"].items()}
+            state = {k.removeprefix("unet."): v for k, v in checkpoint["state_dict"].items() if k.startswith("unet.")}
             path = Path(self.cfg.train.out_dir) / CHECKPOINT_DIR / TRAINABLE_FILE
             save_state_dict(state, path, metadata={"global_step": str(self.global_step)})
 
@@ -192,6 +243,10 @@ class LitUDiffText(pl.LightningModule):
             )
 
     # ------------------------------------------------------------------ validation
+
+    def on_validation_epoch_start(self) -> None:
+        if self.ema is not None:
+            self.ema.swap(self._trained_params())  # validate the averaged weights
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         """Fixed-noise DSM on held-out crops, then short-schedule samples read by the recognizer."""
@@ -236,6 +291,8 @@ class LitUDiffText(pl.LightningModule):
         return self.first_stage.decode(z).clamp(-1, 1), heat
 
     def on_validation_epoch_end(self) -> None:
+        if self.ema is not None:
+            self.ema.swap(self._trained_params())  # back to the live weights
         rows, self._val = self._val, []
         if rows and self.trainer.is_global_zero:
             folder = Path(self.cfg.train.out_dir) / "val"
@@ -329,6 +386,7 @@ def run_unet_stage(
         "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
     }
     if trainer.is_global_zero:
+        module.use_ema_weights()
         summary["pipeline"] = str(export_pipeline(module, out_dir / "pipeline"))
         atomic_write_json(out_dir / "train.json", summary)
     return summary
