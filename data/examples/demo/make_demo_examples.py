@@ -3,8 +3,8 @@
 usage: python data/examples/demo/make_demo_examples.py   (rewrites the two PNGs beside it)
 
 gr.ImageEditor layers are RGBA images the size of the background: painted pixels are opaque, the rest
-transparent; the demo turns every non-empty layer
-into one region (alpha > 0). The composite (layer over the background) is the example's thumbnail.
+transparent; the demo turns every non-empty layer into one region (alpha > 0). The composite (the layer
+over the background) is the example's thumbnail.
 """
 
 from pathlib import Path
