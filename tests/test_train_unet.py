@@ -196,3 +196,7 @@ def test_ema_weights_update_swap_and_reach_the_export(base_run, tmp_path):
     assert all(torch.equal(exported[k], v) for k, v in averaged.items())
     resumed = run_unet_stage(tiny(tmp_path, *overrides, "train.max_steps=3", "train.val_every=100"), "cpu", 1)
     assert resumed["global_step"] == 3 and resumed["steps_this_launch"] == 1
+    overrides[1] = "ema_decay=0"  # EMA switched off at resume: dropped; switched on: starts from the weights
+    assert run_unet_stage(tiny(tmp_path, *overrides, "train.max_steps=4"), "cpu", 1)["global_step"] == 4
+    overrides[1] = "ema_decay=0.9"
+    assert run_unet_stage(tiny(tmp_path, *overrides, "train.max_steps=5"), "cpu", 1)["global_step"] == 5

@@ -233,8 +233,19 @@ class LitUDiffText(pl.LightningModule):
             save_state_dict(state, path, metadata={"global_step": str(self.global_step)})
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """A resumed checkpoint must hold exactly the weights this config trains (frozen ones come from config)."""
-        got, want = set(checkpoint["state_dict"]), set(self._trained_keys())
+        """A resumed checkpoint must hold exactly the weights this config trains (frozen ones come from config).
+
+        The EMA alone may differ: switched on at resume it starts from the resumed weights; switched off, it
+        is dropped.
+        """
+        state = checkpoint["state_dict"]
+        if self.ema is None:
+            checkpoint["state_dict"] = state = {k: v for k, v in state.items() if not k.startswith("ema.")}
+        elif not any(k.startswith("ema.") for k in state):
+            for name in self.ema.names:
+                if f"unet.{name}" in state:
+                    state[f"ema.{name.replace('.', '__')}"] = state[f"unet.{name}"].clone()
+        got, want = set(state), set(self._trained_keys())
         if got != want:
             raise ValueError(
                 f"checkpoint does not match the trainable weights of this config ({self.cfg.trainable}): "
