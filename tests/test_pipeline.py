@@ -148,6 +148,7 @@ def test_refinement_runs_in_the_pipeline(pipe, scene):
         ([Region("mask", np.zeros((61, 97), bool))], ["Hi"], "mask is empty"),
         ([Region("mask", np.ones((60, 97), bool))], ["Hi"], "mask size 97x60 differs from the image 97x61"),
         ([], [], "at least one region"),
+        ([Region("mask", np.pad(np.ones((1, 97), bool), ((30, 30), (0, 0))))], ["Hi"], "region 0 is too thin"),
     ],
 )
 def test_bad_inputs_are_one_line_value_errors(pipe, scene, regions, texts, message):

@@ -161,7 +161,17 @@ class UDiffTextPipeline:
                 raise ValueError("text must have at least one character, got ''")
             self.text_encoder.tokenizer.validate(text)
         masks = [region_mask(region, image.size, i) for i, region in enumerate(regions)]
+        for i, mask in enumerate(masks):
+            if not self._roi(mask).apply_mask(mask).any():
+                raise ValueError(f"region {i} is too thin: nothing of it is left at model resolution {self.resolution}")
         return image, masks
+
+    def _roi(self, mask: np.ndarray) -> Any:
+        """Upstream's crop around the mask's bounding box (udifftext/data/transforms.py)."""
+        from udifftext.data.transforms import compute_roi_crop
+
+        ys, xs = np.nonzero(mask)
+        return compute_roi_crop(mask.shape, (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1), self.resolution)
 
     # ------------------------------------------------------------------ steps 2-6
 
@@ -202,16 +212,11 @@ class UDiffTextPipeline:
     def _inpaint_region(
         self, canvas: np.ndarray, mask: np.ndarray, text: str, cfg: SampleConfig, seed: int, progress: bool
     ) -> tuple[np.ndarray, Image.Image, np.ndarray | None, dict[str, Any]]:
-        from udifftext.data.transforms import compute_roi_crop
-
         timings = {}
         tick = time.perf_counter()
         # 2. crop around the region
-        ys, xs = np.nonzero(mask)
-        roi = compute_roi_crop(canvas.shape[:2], (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1), self.resolution)
+        roi = self._roi(mask)
         crop_mask = roi.apply_mask(mask)  # (R, R) uint8
-        if not crop_mask.any():
-            raise ValueError(f"the region around '{text}' vanishes at the model resolution {self.resolution}")
         crop = roi.apply_image(canvas)  # (R, R, 3) uint8
         # 3. encode
         cond = self._condition(crop, crop_mask, text)
