@@ -88,3 +88,14 @@ def test_import_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_cli_config_error_is_one_line_and_exit_2(tmp_path):
+    code = (
+        "from udifftext.cli import load_or_exit\n"
+        "from udifftext.config import SampleConfig\n"
+        "load_or_exit(SampleConfig, None, ['stepz=3'])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and "stepz" in out.stderr

@@ -24,4 +24,5 @@ def load_or_exit(schema: type[T], path: str | None, overrides: list[str]) -> T:
     try:
         return load_config(schema, path, overrides)
     except ConfigError as err:
-        sys.exit(f"error: {err}")
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
