@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 RUN_TIMEOUT_MS = 60_000
+BRUSH = np.array([255, 64, 160])  # udifftext.demo.BRUSH_COLOUR and the example layer's colour
 
 pytest.importorskip("gradio", reason="the demo extra is not installed: pip install -e '.[demo]'")
 pytest.importorskip("playwright.sync_api", reason="the demo extra is not installed: pip install -e '.[demo]'")
@@ -128,6 +130,20 @@ def click_example(page, index: int) -> None:
     page.wait_for_function("() => document.querySelector('#texts textarea').value !== ''")
 
 
+def wait_for_paint(page, present: bool, timeout_s: float = 30.0) -> None:
+    """Wait until the editor shows (or no longer shows) brush-coloured pixels: layers load asynchronously,
+    and Run sends whatever the canvas holds at the click."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        shot = np.asarray(Image.open(io.BytesIO(page.locator("#editor").screenshot())).convert("RGB")).astype(int)
+        painted = int((np.abs(shot - BRUSH).sum(-1) < 60).sum())
+        if (painted > 500) == present:  # the toolbar colour swatch alone is ~100 px
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"editor paint present={present} not reached in {timeout_s} s ({painted} px)")
+        page.wait_for_timeout(250)
+
+
 STATUS_TEXT = "document.querySelector('#status [data-testid=markdown]').innerText"
 
 
@@ -155,7 +171,10 @@ def result_pixels(page) -> np.ndarray:
 
 
 def test_example_runs_and_changes_the_image_inside_its_regions_only(page, outside_connections):
-    click_example(page, 2)  # the "closed" label painted on a layer -> "open", the sign's box -> "COFFEE"
+    # The editor fetches an example's layer asynchronously (and does not draw it): wait for the fetch.
+    with page.expect_response(lambda response: "storefront_layer_open" in response.url, timeout=RUN_TIMEOUT_MS):
+        click_example(page, 2)  # the "closed" label painted on a layer -> "open", the sign's box -> "COFFEE"
+    page.wait_for_timeout(1000)
     assert page.locator("#boxes textarea").input_value() == "52,38,268,79"
     status = run_and_wait(page)
     assert status.startswith("Done in ") and "layer 1 → 'open', box 1 → 'COFFEE'" in status
@@ -175,8 +194,8 @@ def test_example_runs_and_changes_the_image_inside_its_regions_only(page, outsid
 
 
 def test_empty_mask_and_a_bad_text_show_readable_messages(page):
-    click_example(page, 1)  # the "closed" label painted on a layer, text "open"
-    page.get_by_role("button", name="Clear canvas").click()  # wipes the paint, keeps the image: an empty mask
+    click_example(page, 0)  # a box and an empty layer
+    page.locator("#boxes textarea").fill("")  # nothing painted and no box: an empty mask
     status = run_and_wait(page)
     assert "Cannot run: no region drawn: paint over the place for the text with the brush" in status
     assert page.locator("#result img").count() == 0
@@ -197,6 +216,7 @@ def test_a_brush_stroke_drawn_with_the_mouse_becomes_a_region(page):
     page.mouse.down()
     page.mouse.move(x + 60, y, steps=12)
     page.mouse.up()
+    wait_for_paint(page, present=True)
     status = run_and_wait(page)
     assert status.startswith("Done in ") and "layer 1 → 'open'" in status
     changed = np.abs(result_pixels(page) - np.asarray(Image.open(STOREFRONT).convert("RGB")).astype(int)).sum(-1) > 0

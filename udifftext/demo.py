@@ -192,16 +192,17 @@ def stack_captioned(images: list[tuple[Image.Image, str]], band: int = 16) -> Im
 
 
 def example_rows(examples_dir: Path = EXAMPLES_DIR) -> list[list[Any]]:
-    """Bundled examples as [editor value, boxes, texts] rows: a box, a painted layer, and both at once."""
+    """Bundled examples as [editor value, boxes, texts] rows: a box, a painted layer, and both at once.
+
+    The composite is the plain image (the editor shows it as the background); the box-only example carries an
+    empty layer so that it replaces a painted layer left by another example.
+    """
     background = str(examples_dir / "storefront.png")
     layer = str(examples_dir / "demo/storefront_layer_open.png")
-    painted = {
-        "background": background,
-        "layers": [layer],
-        "composite": str(examples_dir / "demo/storefront_composite_open.png"),
-    }
+    empty = str(examples_dir / "demo/storefront_layer_empty.png")  # replaces layers left by another example
+    painted = {"background": background, "layers": [layer], "composite": background}
     return [
-        [{"background": background, "layers": [], "composite": background}, "52,38,268,79", "COFFEE"],
+        [{"background": background, "layers": [empty], "composite": background}, "52,38,268,79", "COFFEE"],
         [painted, "", "open"],
         [painted, "52,38,268,79", "open\nCOFFEE"],
     ]

@@ -1,10 +1,10 @@
 """Draw the demo's painted-layer example: the "closed" label of storefront.png as a brush layer (CC0).
 
-usage: python data/examples/demo/make_demo_examples.py   (rewrites the two PNGs beside it)
+usage: python data/examples/demo/make_demo_examples.py   (rewrites the PNGs beside it)
 
 gr.ImageEditor layers are RGBA images the size of the background: painted pixels are opaque, the rest
-transparent; the demo turns every non-empty layer into one region (alpha > 0). The composite (the layer
-over the background) is the example's thumbnail.
+transparent; the demo turns every non-empty layer into one region (alpha > 0). The examples' composite is
+the plain image: the editor loads the composite as its background, so a painted one would leak into it.
 """
 
 from pathlib import Path
@@ -22,8 +22,8 @@ def main() -> None:
     layer[mask] = (255, 64, 160, 255)  # the demo brush colour, opaque
     painted = Image.fromarray(layer, "RGBA")
     painted.save(HERE / "storefront_layer_open.png")
-    background = Image.open(EXAMPLES / "storefront.png").convert("RGBA")
-    Image.alpha_composite(background, painted).convert("RGB").save(HERE / "storefront_composite_open.png")
+    # Box-only examples carry an empty layer: an example with no layers leaves the editor's old ones in place.
+    Image.new("RGBA", painted.size, (0, 0, 0, 0)).save(HERE / "storefront_layer_empty.png")
 
 
 if __name__ == "__main__":
