@@ -59,16 +59,33 @@ def to_ldm(key: str, per_block: int, up_has_attention: list[bool]) -> str:
 
 
 def test_ldm_checkpoint_converts_and_loads(tmp_path):
+    from diffusers import UNet2DConditionModel
+
+    from udifftext.unet.model import diffusers_unet_kwargs
+
     cfg = load_config(UNetStageConfig, ROOT / "configs/unet/tiny.yaml", ["unet.layers_per_block=2"])
     torch.manual_seed(0)
-    base = build_unet(load_config(UNetStageConfig, ROOT / "configs/unet/tiny.yaml", ["unet.layers_per_block=2"]))
+    base = UNet2DConditionModel(**diffusers_unet_kwargs(cfg))  # SD-2's layout: text cross-attention of width 1024
     up_attention = ["CrossAttn" in t for t in cfg.unet.up_block_types]
-    state = {"model.diffusion_model." + to_ldm(k, 2, up_attention): v for k, v in base.unet.state_dict().items()}
+    state = {"model.diffusion_model." + to_ldm(k, 2, up_attention): v for k, v in base.state_dict().items()}
     state["first_stage_model.encoder.conv_in.weight"] = torch.zeros(1)  # other parts of the single file
     torch.save({"state_dict": state}, tmp_path / "512-inpainting-ema.ckpt")
     cfg.unet.base_weights = str(tmp_path / "512-inpainting-ema.ckpt")
     model = build_unet(cfg)
-    base_state = base.unet.state_dict()
+    base_state = base.state_dict()
     for key, value in model.unet.state_dict().items():
         if not any(f".{m}." in key for m in ("attn2", "norm2")) or "resnets" in key:
             assert torch.equal(value, base_state[key]), key
+
+
+def test_ldm_checkpoint_of_another_layout_names_keys_and_shapes(tmp_path):
+    """The same layout check as scripts/convert_checkpoint.py: a cross-attention of the wrong width is refused."""
+    cfg = load_config(UNetStageConfig, ROOT / "configs/unet/tiny.yaml", ["unet.layers_per_block=2"])
+    torch.manual_seed(0)
+    ours = build_unet(cfg)  # char cross-attention of width 32, not SD-2's 1024
+    up_attention = ["CrossAttn" in t for t in cfg.unet.up_block_types]
+    state = {"model.diffusion_model." + to_ldm(k, 2, up_attention): v for k, v in ours.unet.state_dict().items()}
+    torch.save({"state_dict": state}, tmp_path / "other.ckpt")
+    cfg.unet.base_weights = str(tmp_path / "other.ckpt")
+    with pytest.raises(ValueError, match=r"attn2\.to_k\.weight: \(64, 32\) vs expected \(64, 1024\)"):
+        build_unet(cfg)

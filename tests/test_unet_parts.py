@@ -51,6 +51,27 @@ def test_small_vae_shapes_frozen_and_reloads_from_a_folder(tmp_path):
     load_strict(build_first_stage(SMALL_VAE), load_file(tmp_path / "first_stage.safetensors"))
 
 
+def test_vae_folder_with_old_diffusers_attention_names_loads(tmp_path):
+    """The SD-2 repos' vae/ was saved before diffusers 0.15: mid-block attention named query/key/value/proj_attn."""
+    import re
+
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    stage = build_first_stage(SMALL_VAE)
+    old = {"to_q": "query", "to_k": "key", "to_v": "value", "to_out.0": "proj_attn"}
+    state = {
+        re.sub(r"(attentions\.0\.)(to_[qkv]|to_out\.0)\.", lambda m: f"{m[1]}{old[m[2]]}.", k): v.contiguous()
+        for k, v in stage.vae.state_dict().items()
+    }
+    assert "decoder.mid_block.attentions.0.proj_attn.weight" in state
+    (tmp_path / "sd2/vae").mkdir(parents=True)
+    save_file(state, tmp_path / "sd2/vae/diffusion_pytorch_model.safetensors")
+    reloaded = build_first_stage(FirstStageConfig(block_out_channels=[32, 32], weights=str(tmp_path / "sd2")))
+    for key, value in reloaded.vae.state_dict().items():
+        assert torch.equal(value, stage.vae.state_dict()[key]), key
+
+
 def test_missing_vae_weights_name_the_source(tmp_path):
     with pytest.raises(MissingWeightsError, match="stable-diffusion-2-inpainting"):
         build_first_stage(FirstStageConfig(weights=str(tmp_path / "vae")))

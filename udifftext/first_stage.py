@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from udifftext.config import FirstStageConfig
+from udifftext.convert.common import select_prefix, unwrap_checkpoint
+from udifftext.convert.sd2 import vae_state
 from udifftext.io import load_state_dict, load_strict, require_path
 
 VAE_EXPECTED = "SD-2 VAE weights: a diffusers AutoencoderKL folder, or a .safetensors/.ckpt file"
@@ -25,8 +27,13 @@ VAE_SOURCE = (
 KINDS = ("vae", "identity")
 
 
-def read_vae_state(path: str | Path, vae_config: dict[str, Any]) -> dict[str, Any]:
-    """A diffusers-keyed AutoencoderKL state dict from a folder, a safetensors file or an LDM checkpoint."""
+def read_vae_state(path: str | Path, cfg: FirstStageConfig) -> dict[str, Any]:
+    """`FirstStage` keys (``vae.`` + diffusers) from a folder, a safetensors file or an LDM checkpoint.
+
+    The file is read here; the key mapping and its checks (LDM layout, every key converted, the old
+    ``query/key/value/proj_attn`` names of the SD-2 repos' vae/) are `udifftext.convert.sd2.vae_state`'s,
+    as in `scripts/convert_checkpoint.py`.
+    """
     path = require_path(path, VAE_EXPECTED, VAE_SOURCE)
     if path.is_dir():
         names = ["vae/diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.safetensors"]
@@ -35,15 +42,8 @@ def read_vae_state(path: str | Path, vae_config: dict[str, Any]) -> dict[str, An
         if not found:
             raise ValueError(f"first_stage.weights folder {path} holds none of {names}")
         path = found[0]
-    state = load_state_dict(path, VAE_EXPECTED, VAE_SOURCE)
-    state = dict(state.get("state_dict", state))
-    if any(".down.0." in k or k.startswith("first_stage_model.") for k in state):  # LDM key layout
-        from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
-
-        return convert_ldm_vae_checkpoint(state, vae_config)
-    if state and all(k.startswith("vae.") for k in state):
-        state = {k[len("vae.") :]: v for k, v in state.items()}
-    return state
+    state = unwrap_checkpoint(load_state_dict(path, VAE_EXPECTED, VAE_SOURCE))
+    return vae_state(state, cfg, f"VAE {path}")
 
 
 class FirstStage(nn.Module):
@@ -70,7 +70,7 @@ class FirstStage(nn.Module):
                 latent_channels=cfg.latent_channels,
             )
             if cfg.weights:
-                state = read_vae_state(cfg.weights, dict(self.vae.config))
+                state = select_prefix(read_vae_state(cfg.weights, cfg), "vae.")
                 load_strict(self.vae, state, what=f"VAE {cfg.weights}")
             self.factor = 2 ** (n - 1)
             self.channels = cfg.latent_channels

@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from udifftext.config import UNetStageConfig
+from udifftext.convert.common import select_prefix, unwrap_checkpoint
+from udifftext.convert.sd2 import sd2_unet_state
 from udifftext.io import load_state_dict, load_strict, require_path
 
 BASE_SOURCE = (
@@ -27,7 +29,6 @@ BASE_SOURCE = (
     "or the pipeline folder of a `mode: base` run of scripts/train_unet.py"
 )
 BASE_EXPECTED = "base UNet weights: a diffusers folder, 512-inpainting-ema.ckpt, or a unet .safetensors"
-LDM_PREFIX = "model.diffusion_model."
 MODES = ("udifftext", "base")
 STEMS = ("none", "pixel_unshuffle")
 
@@ -118,14 +119,13 @@ def add_cross_attention(unet: nn.Module, blocks: list[str], context_dim: int, he
         block.norm2 = nn.LayerNorm(dim)
 
 
-def _strip_prefix(state: dict[str, Any], prefix: str) -> dict[str, Any]:
-    if state and all(k.startswith(prefix) for k in state):
-        return {k[len(prefix) :]: v for k, v in state.items()}
-    return state
+def read_base_state(path: str | Path, cfg: UNetStageConfig) -> dict[str, Any]:
+    """`TextUNet` keys (``unet.`` + diffusers) from a folder, a safetensors file or an LDM checkpoint.
 
-
-def read_base_state(path: str | Path, unet_config: dict[str, Any]) -> dict[str, Any]:
-    """A diffusers-keyed UNet state dict from a folder, a safetensors file or an LDM checkpoint."""
+    The file is read here; the key mapping and its checks (LDM layout, every key converted) are
+    `udifftext.convert.sd2.sd2_unet_state`'s, as in `scripts/convert_checkpoint.py`. SD's text
+    cross-attention (``attn2``/``norm2``) is left out: it is replaced, never loaded.
+    """
     path = require_path(path, BASE_EXPECTED, BASE_SOURCE)
     if path.is_dir():
         names = ["unet.safetensors", "unet/diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.safetensors"]
@@ -134,13 +134,8 @@ def read_base_state(path: str | Path, unet_config: dict[str, Any]) -> dict[str, 
         if not found:
             raise ValueError(f"unet.base_weights folder {path} holds none of {names}")
         path = found[0]
-    state = load_state_dict(path, BASE_EXPECTED, BASE_SOURCE)
-    state = state.get("state_dict", state)
-    if any(k.startswith(LDM_PREFIX) for k in state):
-        from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
-
-        return convert_ldm_unet_checkpoint(state, unet_config, extract_ema=False)
-    return _strip_prefix(dict(state), "unet.")
+    state = unwrap_checkpoint(load_state_dict(path, BASE_EXPECTED, BASE_SOURCE))
+    return sd2_unet_state(state, diffusers_unet_kwargs(cfg))
 
 
 class TextUNet(nn.Module):
@@ -166,11 +161,10 @@ class TextUNet(nn.Module):
         self.unet = UNet2DConditionModel(**diffusers_unet_kwargs(cfg))
         blocks = cross_attention_blocks(self.unet)
         heads = [self.unet.get_submodule(b).attn2.heads for b in blocks]
-        dropped = remove_cross_attention(self.unet, blocks)
+        remove_cross_attention(self.unet, blocks)
         if u.base_weights:
-            state = read_base_state(u.base_weights, dict(self.unet.config))
             # The base's own text cross-attention (SD-2: OpenCLIP, width 1024) is replaced, never loaded.
-            state = {k: v for k, v in state.items() if not k.startswith(tuple(dropped))}
+            state = select_prefix(read_base_state(u.base_weights, cfg), "unet.")
             load_strict(self.unet, state, expected_missing=(), what=f"base UNet {u.base_weights}")
         self.cross_attention_blocks: list[str] = []
         if self.mode == "udifftext":
