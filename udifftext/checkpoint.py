@@ -40,8 +40,9 @@ class PipelineParts:
     recognizer: Any | None
 
 
-def _without_weight_paths(cfg: UNetStageConfig) -> UNetStageConfig:
-    """The folder's config must not point at files outside the folder."""
+def without_weight_paths(cfg: UNetStageConfig) -> UNetStageConfig:
+    """`cfg` with every weight path emptied: a folder's config must not point at files outside the folder,
+    and conversion (`udifftext.convert.build`) loads every file itself."""
     return replace(
         cfg,
         unet=replace(cfg.unet, base_weights=""),
@@ -56,7 +57,7 @@ def save_pipeline_folder(folder: str | Path, parts: PipelineParts) -> Path:
     """Write a pipeline folder (see the module docstring) from built modules."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    save_config(_without_weight_paths(parts.cfg), folder, MODEL_CONFIG)
+    save_config(without_weight_paths(parts.cfg), folder, MODEL_CONFIG)
     modules = {"unet": parts.unet, "text_encoder": parts.text_encoder, "recognizer": parts.recognizer}
     if parts.cfg.first_stage.kind != "identity":
         modules["first_stage"] = parts.first_stage
@@ -75,7 +76,7 @@ def load_pipeline_folder(folder: str | Path, overrides: list[str] | None = None)
 
     folder = require_path(folder, "a udifftext pipeline folder with model.yaml and *.safetensors", FOLDER_SOURCE)
     config_path = require_path(folder / MODEL_CONFIG, "the pipeline's model.yaml", FOLDER_SOURCE)
-    cfg = _without_weight_paths(load_config(UNetStageConfig, config_path, overrides))
+    cfg = without_weight_paths(load_config(UNetStageConfig, config_path, overrides))
 
     def load(module: Any, name: str) -> Any:
         what = f"{name} weights of the pipeline folder"

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from udifftext.checkpoint import PipelineParts
+from udifftext.checkpoint import PipelineParts, without_weight_paths
 from udifftext.config import UNetStageConfig
 from udifftext.convert.common import check_state, unwrap_checkpoint
 from udifftext.convert.sd2 import LDM_VAE, sd2_unet_state, vae_state
@@ -67,14 +67,7 @@ def _clean(cfg: UNetStageConfig) -> UNetStageConfig:
         raise ValueError(f"conversion needs first_stage.kind=vae (SD-2 latent space), got '{cfg.first_stage.kind}'")
     if cfg.unet.mode != "udifftext":
         raise ValueError(f"conversion needs unet.mode=udifftext, got '{cfg.unet.mode}'")
-    return replace(
-        cfg,
-        unet=replace(cfg.unet, base_weights=""),
-        text_encoder=replace(cfg.text_encoder, weights=""),
-        first_stage=replace(cfg.first_stage, weights=""),
-        recognizer=replace(cfg.recognizer, weights=""),
-        init_from="",
-    )
+    return without_weight_paths(cfg)
 
 
 def _require_inputs(vae: str | None, encoder: str | None, recognizer: str | None) -> None:
