@@ -87,13 +87,17 @@ def roi_view(
     return crop, crop.apply_image(image), mask
 
 
-def box_skip_reason(polygon: np.ndarray, image_hw: tuple[int, int], cfg: DataConfig) -> str | None:
-    """The box (polygon bounds) must cover at least cfg.min_box_ratio of the original image."""
+def check_box(polygon: np.ndarray, image_hw: tuple[int, int], cfg: DataConfig) -> None:
+    """SkipSample("box_size") unless the box (polygon bounds) covers at least cfg.min_box_ratio of the image."""
     pts = np.asarray(polygon, np.float64).reshape(-1, 2)
     extent = pts.max(axis=0) - pts.min(axis=0)
     if extent.min() <= 0 or extent[0] * extent[1] < cfg.min_box_ratio * image_hw[0] * image_hw[1]:
-        return "box_size"
-    return None
+        raise SkipSample("box_size")
+
+
+def first_existing(candidates: list[Path]) -> Path:
+    """The first of `candidates` that exists, else the first one (a missing file is counted when loaded)."""
+    return next((p for p in candidates if p.exists()), candidates[0])
 
 
 def make_sample(image: np.ndarray, mask: np.ndarray, char_seg: np.ndarray | None, text: str, cfg: DataConfig) -> dict:
@@ -151,6 +155,12 @@ class FilteredDataset(Dataset):
     def load(self, item: Any) -> dict:
         raise NotImplementedError
 
+    def count_unreadable(self, message: str) -> None:
+        """An unreadable file: a ValueError saying `message` when cfg.strict is set, else one more skip."""
+        if self.cfg.strict:
+            raise ValueError(message) from None
+        self.skipped["unreadable"] += 1
+
     def __len__(self) -> int:
         return len(self.items)
 
@@ -164,9 +174,7 @@ class FilteredDataset(Dataset):
             except SkipSample as skip:
                 self.skipped[skip.reason] += 1
             except UnreadableFile as err:
-                if self.cfg.strict:
-                    raise ValueError(str(err)) from None
-                self.skipped["unreadable"] += 1
+                self.count_unreadable(str(err))
         raise ValueError(f"{tries} samples in a row skipped from {self.cfg.root}: {dict(self.skipped)}")
 
 

@@ -16,9 +16,9 @@ import numpy as np
 from udifftext.config import DataConfig
 from udifftext.data.datasets import (
     FilteredDataset,
-    SkipSample,
     UnreadableFile,
-    box_skip_reason,
+    check_box,
+    first_existing,
     make_sample,
     read_image,
     roi_view,
@@ -38,7 +38,7 @@ class Icdar13Dataset(FilteredDataset):
         for gt in sorted(annos.glob("gt_*.txt")):
             name = gt.stem[len("gt_") :]
             images = Path(cfg.root) / cfg.split / "images"
-            image = next((images / (name + s) for s in IMAGE_SUFFIXES if (images / (name + s)).exists()), None)
+            image = first_existing([images / (name + s) for s in IMAGE_SUFFIXES])
             for line in gt.read_text(encoding="utf-8-sig", errors="replace").splitlines():
                 match = LINE.match(line)
                 if match is None:
@@ -51,7 +51,7 @@ class Icdar13Dataset(FilteredDataset):
                 if reason:
                     self.skipped[reason] += 1
                 else:
-                    self.items.append((image or images / (name + ".jpg"), (top, bottom, left, right), text))
+                    self.items.append((image, (top, bottom, left, right), text))
 
     def load(self, item: tuple) -> dict:
         path, (top, bottom, left, right), text = item
@@ -59,8 +59,6 @@ class Icdar13Dataset(FilteredDataset):
             raise UnreadableFile(path, "image missing")
         image = read_image(path)
         polygon = np.array([[left, top], [right, top], [right, bottom], [left, bottom]], np.float64)
-        reason = box_skip_reason(polygon, image.shape[:2], self.cfg)
-        if reason:
-            raise SkipSample(reason)
+        check_box(polygon, image.shape[:2], self.cfg)
         _, view, mask = roi_view(image, polygon, self.cfg)
         return make_sample(view, mask, None, text, self.cfg)

@@ -30,7 +30,8 @@ from udifftext.data.datasets import (
     FilteredDataset,
     SkipSample,
     UnreadableFile,
-    box_skip_reason,
+    check_box,
+    first_existing,
     make_sample,
     read_image,
     roi_view,
@@ -115,9 +116,7 @@ class LaionOcrDataset(FilteredDataset):
             try:
                 lines = ocr.read_text(encoding="utf-8").splitlines()
             except (OSError, UnicodeDecodeError) as err:
-                if cfg.strict:
-                    raise ValueError(f"unreadable file {ocr}: {err}") from None
-                self.skipped["unreadable"] += 1
+                self.count_unreadable(f"unreadable file {ocr}: {err}")
                 continue
             for index, line in enumerate(lines):
                 parsed = parse_ocr_line(line)
@@ -130,13 +129,10 @@ class LaionOcrDataset(FilteredDataset):
     def load(self, item: tuple) -> dict:
         folder, index, text, polygon = item
         cfg = self.cfg
-        image_path = next((folder / n for n in IMAGE_NAMES if (folder / n).exists()), folder / IMAGE_NAMES[0])
-        image = read_image(image_path)
+        image = read_image(first_existing([folder / n for n in IMAGE_NAMES]))
         if cfg.source == "laion_ocr":
             image = cv2.resize(image, (LAION_SIZE, LAION_SIZE), interpolation=cv2.INTER_AREA)
-        reason = box_skip_reason(polygon, image.shape[:2], cfg)
-        if reason:
-            raise SkipSample(reason)
+        check_box(polygon, image.shape[:2], cfg)
         crop, view, mask = roi_view(image, polygon, cfg, zoom=cfg.source != "folder")  # folders hold crops
         positions = folder / "charpos.npy"
         if index == 0 and positions.exists():

@@ -17,7 +17,7 @@ from udifftext.config import DataConfig
 from udifftext.data.datasets import (
     FilteredDataset,
     SkipSample,
-    box_skip_reason,
+    check_box,
     make_sample,
     read_image,
     roi_view,
@@ -73,9 +73,7 @@ class SynthTextDataset(FilteredDataset):
         cfg = self.cfg
         image = read_image(self.root / self.names[i])
         polygon = self.word_quads[i][w]
-        reason = box_skip_reason(polygon, image.shape[:2], cfg)
-        if reason:
-            raise SkipSample(reason)
+        check_box(polygon, image.shape[:2], cfg)
         chars = self.char_quads[i][start : start + len(text)]  # (L, 4, 2)
         if np.mean([_polygon_area(q) for q in chars]) < cfg.seg_min_ratio * image.shape[0] * image.shape[1]:
             raise SkipSample("char_size")

@@ -20,9 +20,9 @@ from PIL import Image
 from udifftext.config import DataConfig
 from udifftext.data.datasets import (
     FilteredDataset,
-    SkipSample,
     UnreadableFile,
-    box_skip_reason,
+    check_box,
+    first_existing,
     make_sample,
     read_image,
     roi_view,
@@ -54,14 +54,9 @@ class TextSegDataset(FilteredDataset):
             try:
                 words = json.loads(anno.read_text(encoding="utf-8"))
             except (OSError, ValueError) as err:
-                if cfg.strict:
-                    raise ValueError(f"unreadable file {anno}: {err}") from None
-                self.skipped["unreadable"] += 1
+                self.count_unreadable(f"unreadable file {anno}: {err}")
                 continue
-            found = [
-                split_dir / "image" / (name + s) for s in IMAGE_SUFFIXES if (split_dir / "image" / (name + s)).exists()
-            ]
-            image = found[0] if found else split_dir / "image" / (name + ".jpg")  # a missing image counts at load
+            image = first_existing([split_dir / "image" / (name + s) for s in IMAGE_SUFFIXES])
             for key in sorted(words):
                 word = words[key]
                 text = str(word.get("text", ""))
@@ -81,9 +76,7 @@ class TextSegDataset(FilteredDataset):
         image_path, mask_path, text, polygon, values = item
         cfg = self.cfg
         image = read_image(image_path)
-        reason = box_skip_reason(polygon, image.shape[:2], cfg)
-        if reason:
-            raise SkipSample(reason)
+        check_box(polygon, image.shape[:2], cfg)
         labels = _read_label_png(mask_path)
         if labels.shape != image.shape[:2]:
             raise UnreadableFile(mask_path, f"mask {labels.shape} does not match image {image.shape[:2]}")
