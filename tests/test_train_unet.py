@@ -20,13 +20,7 @@ def tiny(tmp_path: Path, *overrides: str) -> UNetStageConfig:
     return load_config(UNetStageConfig, ROOT / "configs/unet/tiny.yaml", overrides)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One thread: on a shared, loaded 2-core machine two threads run these tiny nets 5-20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def logged(out_dir: Path, key: str) -> list[float]:

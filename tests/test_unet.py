@@ -13,13 +13,7 @@ from udifftext.unet import AttentionStore, build_unet, install_attention_capture
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One thread: on a shared, loaded 2-core machine two threads run these tiny nets 5-20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_cfg(*overrides: str) -> UNetStageConfig:

@@ -20,13 +20,7 @@ TOP = {"time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "ti
 TOP |= {"conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One thread: on a shared, loaded 2-core machine two threads run these tiny nets 5-20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def to_ldm(key: str, per_block: int, up_has_attention: list[bool]) -> str:

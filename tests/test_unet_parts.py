@@ -11,13 +11,7 @@ from udifftext.io import MissingWeightsError, load_strict, save_state_dict
 SMALL_VAE = FirstStageConfig(block_out_channels=[32, 32])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One thread: on a shared, loaded 2-core machine two threads run these tiny nets 5-20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_identity_first_stage_is_a_no_op():
