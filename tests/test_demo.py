@@ -148,6 +148,8 @@ def test_sample_config_maps_the_page_settings():
     cfg = sample_config(base, 0, 20, 3, 6, False)
     assert cfg.noise_selection.enabled and cfg.noise_selection.candidates == 6 and not cfg.refinement.enabled
     assert base.noise_selection.candidates == 10 and not base.refinement.enabled  # the base is not modified
+    with pytest.raises(ValueError, match="seed must be a whole number, got an empty field"):
+        sample_config(base, None, 20, 3, 6, False)
 
 
 def test_bundled_examples_exist_and_pair_regions_with_texts():

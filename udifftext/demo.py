@@ -119,6 +119,8 @@ def sample_config(
     base: SampleConfig, seed: float, steps: float, guidance: float, candidates: float, refine: bool
 ) -> SampleConfig:
     """The page's settings applied on top of the loaded config; 1 candidate turns noise selection off."""
+    if seed is None:
+        raise ValueError("seed must be a whole number, got an empty field")
     selection = replace(base.noise_selection, enabled=int(candidates) > 1, candidates=max(1, int(candidates)))
     return replace(
         base,
