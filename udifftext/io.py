@@ -39,12 +39,22 @@ def same_device_dir_tempfile(path: Path, suffix: str) -> Path:
     return Path(tmp)
 
 
+def _default_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write(path: str | Path, write: Any) -> Path:
-    """Call `write(tmp_path)` then rename onto `path`, so a crash never leaves a half-written output."""
+    """Call `write(tmp_path)` then rename onto `path`, so a crash never leaves a half-written output.
+
+    The file gets the permissions a plain `open(path, "w")` would give (mkstemp's are owner-only).
+    """
     path = Path(path)
     tmp = same_device_dir_tempfile(path, path.suffix)
     try:
         write(tmp)
+        os.chmod(tmp, _default_file_mode())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
