@@ -23,7 +23,6 @@ from udifftext.config import SampleConfig
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "configs/sample/default.yaml"
 EXAMPLE_MANIFEST = ROOT / "data/examples/cases.jsonl"
-TINY_MODEL = ROOT / "configs/unet/tiny.yaml"
 
 
 class RegionAction(argparse.Action):
@@ -73,21 +72,6 @@ def plan(args: argparse.Namespace):
     return jobs, out_dir, not args.manifest
 
 
-def load_pipeline(folder: str, device: str, example: bool):
-    """The pipeline folder; for the bundled example only, random tiny weights while no default is shipped."""
-    from udifftext.config import UNetStageConfig, load_config
-    from udifftext.pipeline import UDiffTextPipeline
-
-    if example and not (Path(folder) / "model.yaml").exists():
-        print(
-            f"note: {folder}/model.yaml not found, so this run uses a tiny model with RANDOM weights "
-            f"({TINY_MODEL.relative_to(ROOT)}): the output shows the pipeline working, not readable text",
-            file=sys.stderr,
-        )
-        return UDiffTextPipeline.from_config(load_config(UNetStageConfig, TINY_MODEL)).to(device)
-    return UDiffTextPipeline.from_pretrained(folder, device)
-
-
 def main(args: argparse.Namespace) -> int:
     cfg = load_or_exit(SampleConfig, args.config or str(DEFAULT_CONFIG), args.overrides)
     cfg.model = args.model or cfg.model
@@ -101,7 +85,11 @@ def main(args: argparse.Namespace) -> int:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"--device {device} asked for, but no CUDA device is available")
         try:
-            pipe = load_pipeline(cfg.model, device, example and not args.model)
+            from udifftext.pipeline import load_pipeline_or_random
+
+            pipe, note = load_pipeline_or_random(cfg.model, device, allow_random=example and not args.model)
+            if note:
+                print(f"note: {note}", file=sys.stderr)
         except KeyError as err:
             raise ValueError(f"pipeline folder {cfg.model} does not match model.yaml: {err}") from None
         from udifftext.sampling.runner import run_jobs

@@ -23,7 +23,6 @@ from udifftext.sampling.regions import Region, parse_box
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES_DIR = ROOT / "data/examples"
-TINY_MODEL = ROOT / "configs/unet/tiny.yaml"
 BRUSH_COLOUR = "#ff40a0"
 REGION_COLOURS = [(255, 64, 160), (64, 160, 255), (255, 200, 0), (0, 200, 120), (160, 96, 255)]
 
@@ -312,17 +311,11 @@ def launch_demo(demo: Any, host: str = "127.0.0.1", port: int | None = None, blo
 
 
 def load_demo_pipeline(folder: str, device: str, explicit: bool) -> tuple[Any, str]:
-    """(pipeline, note for the page): the folder's trained model, or, only for the default folder while it
-    has no model.yaml, the tiny random-weight model of configs/unet/tiny.yaml (as `scripts/sample.py` does)."""
-    from udifftext.config import UNetStageConfig, load_config
-    from udifftext.pipeline import UDiffTextPipeline
+    """(pipeline, note for the page): `load_pipeline_or_random`, falling back only for the default folder."""
+    from udifftext.pipeline import load_pipeline_or_random
 
-    if explicit or (Path(folder) / "model.yaml").exists():
-        return UDiffTextPipeline.from_pretrained(folder, device), ""
-    note = (
-        f"{folder}/model.yaml not found, so this demo uses a tiny model with RANDOM weights "
-        f"({TINY_MODEL.relative_to(ROOT)}): the output shows the pipeline working, not readable text"
-    )
+    pipe, note = load_pipeline_or_random(folder, device, allow_random=not explicit)
+    if not note:
+        return pipe, ""
     print(f"note: {note}", file=sys.stderr)
-    pipe = UDiffTextPipeline.from_config(load_config(UNetStageConfig, TINY_MODEL)).to(device)
     return pipe, "**" + note + "**"

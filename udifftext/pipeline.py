@@ -302,3 +302,24 @@ class UDiffTextPipeline:
         if cfg.refinement.enabled:
             refinement["losses"] = {str(i): [round(v, 6) for v in vals] for i, vals in losses.items()}
         return z, heat_maps, refinement
+
+
+RANDOM_FALLBACK_CONFIG = Path(__file__).resolve().parents[1] / "configs/unet/tiny.yaml"
+
+
+def load_pipeline_or_random(folder: str, device: str, allow_random: bool) -> tuple[UDiffTextPipeline, str]:
+    """(pipeline, note): the trained pipeline folder, or, when `allow_random` and the folder has no model.yaml,
+    the tiny model of configs/unet/tiny.yaml with random weights and a note that says so.
+
+    The fallback keeps the quickstart (`python scripts/sample.py`, the demo) working before a trained default
+    model is shipped; an explicitly given folder never falls back.
+    """
+    if not allow_random or (Path(folder) / "model.yaml").exists():
+        return UDiffTextPipeline.from_pretrained(folder, device), ""
+    from udifftext.config import load_config
+
+    note = (
+        f"{folder}/model.yaml not found, so this run uses a tiny model with RANDOM weights "
+        f"(configs/unet/tiny.yaml): the output shows the pipeline working, not readable text"
+    )
+    return UDiffTextPipeline.from_config(load_config(UNetStageConfig, RANDOM_FALLBACK_CONFIG)).to(device), note
