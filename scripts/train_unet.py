@@ -11,36 +11,20 @@ At the end it exports the pipeline folder OUT/pipeline/ (for scripts/sample.py) 
 from __future__ import annotations
 
 import json
-import sys
 
-from udifftext.cli import config_parser, load_or_exit
+from udifftext.cli import load_or_exit, run_training, training_parser
 from udifftext.config import UNetStageConfig
 
 
 def parse_args(argv: list[str] | None = None):
-    parser = config_parser(__doc__)
-    parser.add_argument("--resume", default=None, help="Lightning checkpoint to resume from (default: last.ckpt)")
-    parser.add_argument("--accelerator", default="auto", help="Lightning accelerator: cpu | gpu | auto")
-    parser.add_argument("--devices", default="auto", help="device count or 'auto'")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads per process (0 = torch's default)")
-    return parser.parse_args(argv)
+    return training_parser(__doc__).parse_args(argv)
 
 
 def main(args) -> None:
     cfg = load_or_exit(UNetStageConfig, args.config, args.overrides)
-    import torch
-
-    from udifftext.io import MissingWeightsError
     from udifftext.lit.unet_module import run_unet_stage
 
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    devices = int(args.devices) if args.devices.isdigit() else args.devices
-    try:
-        summary = run_unet_stage(cfg, args.accelerator, devices, args.resume)
-    except (ValueError, MissingWeightsError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    summary = run_training(run_unet_stage, cfg, args)
     if "pipeline" in summary:
         print(json.dumps(summary, indent=2))
 

@@ -114,9 +114,12 @@ def test_contrastive_run_against_the_recognizer(recognizer_run, tmp_path):
     assert torch.equal(encoder.encode_text(["abc", "Q!"]), reference.eval().encode_text(["abc", "Q!"]))
 
 
-def test_missing_recognizer_weights_exit_with_one_line(tmp_path):
-    with pytest.raises(SystemExit, match="error: .*nothere.safetensors"):
+def test_missing_recognizer_weights_exit_with_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
         _run("tiny.yaml", tmp_path, f"recognizer.weights={tmp_path / 'nothere.safetensors'}")
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "nothere.safetensors" in err and err.strip().count("\n") == 0
 
 
 def _stage():

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from udifftext.config import ConfigError, load_config
 
@@ -24,5 +25,32 @@ def load_or_exit(schema: type[T], path: str | None, overrides: list[str]) -> T:
     try:
         return load_config(schema, path, overrides)
     except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def training_parser(doc: str | None) -> argparse.ArgumentParser:
+    """`config_parser` plus the flags every training script takes (resume, devices, CPU threads)."""
+    parser = config_parser(doc)
+    parser.add_argument("--resume", default=None, help="Lightning checkpoint to resume from (default: last.ckpt)")
+    parser.add_argument("--accelerator", default="auto", help="Lightning accelerator: cpu | gpu | auto")
+    parser.add_argument("--devices", default="auto", help="device count or 'auto'")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads per process (0 = torch's default)")
+    return parser
+
+
+def run_training(run: Callable[..., T], cfg: Any, args: argparse.Namespace) -> T:
+    """Call `run(cfg, accelerator, devices, resume)` with the parsed flags; bad input or missing weights
+    print one line on stderr and exit 2."""
+    import torch
+
+    from udifftext.io import MissingWeightsError
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    devices = int(args.devices) if args.devices.isdigit() else args.devices
+    try:
+        return run(cfg, args.accelerator, devices, args.resume)
+    except (ValueError, MissingWeightsError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
