@@ -155,34 +155,27 @@ def write_manifest(cases: list[Case], folder: str | Path) -> Path:
 
 
 def read_manifest(path: str | Path) -> list[Case]:
-    """Cases from a `sample.py` manifest: one JSON per line with id, image, one of box/quad/mask, text.
+    """Cases from a `sample.py` manifest (read by the sampler's own `manifest_entries`).
 
     Optional keys: protocol (default "manifest"), source_text. Paths are relative to the manifest's folder.
     """
+    from udifftext.sampling.regions import region_mask
+    from udifftext.sampling.runner import entry_region, manifest_entries
+
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"manifest not found: '{path}'")
     cases = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{where}: not valid JSON ({err.msg})") from None
-        missing = [k for k in ("id", "image", "text") if k not in entry]
-        if missing:
-            raise ValueError(
-                f"{where}: missing field(s) {missing}; each case needs id, image, text and a box/quad/mask"
-            )
+    for where, entry in manifest_entries(path):
         image = _read_rgb(path.parent / entry["image"], f"{where} image")
-        mask, quad = _entry_region(entry, image, path.parent, where)
+        region = entry_region(entry, where, path.parent)
+        try:
+            mask = region_mask(region, (image.shape[1], image.shape[0]))
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from None
+        quad = order_quad(np.asarray(region.value)) if region.kind == "quad" else None
         protocol = str(entry.get("protocol", "manifest"))
-        case = Case(str(entry["id"]), protocol, image, mask, str(entry["text"]), entry.get("source_text", ""), quad)
-        cases.append(case)
-    if not cases:
-        raise ValueError(f"manifest '{path}' has no cases")
+        cases.append(
+            Case(str(entry["id"]), protocol, image, mask, str(entry["text"]), entry.get("source_text", ""), quad)
+        )
     return cases
 
 
@@ -191,22 +184,6 @@ def _read_rgb(path: Path, what: str) -> np.ndarray:
         raise ValueError(f"{what} not found: '{path}'")
     with Image.open(path) as img:
         return np.asarray(img.convert("RGB"))
-
-
-def _entry_region(entry: dict, image: np.ndarray, root: Path, where: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """The (H, W) mask of a manifest entry's box / quad / mask (sample.py's own parsing) and its quad if given."""
-    from udifftext.sampling.regions import REGION_KINDS, parse_region, region_mask
-
-    kinds = [k for k in REGION_KINDS if k in entry]
-    if len(kinds) != 1:
-        raise ValueError(f"{where}: give exactly one of {', '.join(REGION_KINDS)}; got {kinds or 'none'}")
-    value = str(root / entry["mask"]) if kinds[0] == "mask" else entry[kinds[0]]
-    try:
-        region = parse_region(kinds[0], value)
-        mask = region_mask(region, (image.shape[1], image.shape[0]))
-    except ValueError as err:
-        raise ValueError(f"{where}: {err}") from None
-    return mask, order_quad(np.asarray(region.value)) if region.kind == "quad" else None
 
 
 def read_predictions(folder: str | Path, cases: list[Case]) -> list[np.ndarray]:

@@ -58,16 +58,17 @@ def check_no_overwrite(jobs: list[Job], with_record: bool, extra_inputs: list[Pa
                 raise ValueError(f"output path '{path}' is also an input path: choose another --out")
 
 
-def read_manifest(path: Path, out_dir: Path) -> list[Job]:
-    """One JSON object per line: `id`, `image`, one of `box`/`quad`/`mask`, `text`.
+def manifest_entries(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(where, entry) for each line of a manifest, checked: a JSON object with a unique `id` (a plain file
+    name), `image`, `text` and exactly one of `box`/`quad`/`mask`. `where` is "path:line" for messages.
 
-    Relative image and mask paths are resolved against the manifest's folder.
+    `sample.py --manifest` and `evaluate.py --manifest` both read manifests through this.
     """
     try:
         lines = path.read_text().splitlines()
     except (FileNotFoundError, IsADirectoryError):
         raise ValueError(f"manifest not found: '{path}'") from None
-    jobs, seen = [], set()
+    entries, seen = [], set()
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -78,16 +79,17 @@ def read_manifest(path: Path, out_dir: Path) -> list[Job]:
             raise ValueError(f"{where}: not valid JSON ({err.msg})") from None
         if not isinstance(item, dict):
             raise ValueError(f"{where}: each line must be a JSON object, got {type(item).__name__}")
-        jobs.append(_manifest_job(item, where, path.parent, out_dir))
-        if jobs[-1].id in seen:
-            raise ValueError(f"{where}: duplicate id '{jobs[-1].id}'")
-        seen.add(jobs[-1].id)
-    if not jobs:
+        _check_entry(item, where)
+        if str(item["id"]) in seen:
+            raise ValueError(f"{where}: duplicate id '{item['id']}'")
+        seen.add(str(item["id"]))
+        entries.append((where, item))
+    if not entries:
         raise ValueError(f"manifest '{path}' has no items")
-    return jobs
+    return entries
 
 
-def _manifest_job(item: dict[str, Any], where: str, base: Path, out_dir: Path) -> Job:
+def _check_entry(item: dict[str, Any], where: str) -> None:
     missing = [k for k in ("id", "image", "text") if k not in item]
     kinds = [k for k in REGION_KINDS if k in item]
     if missing:
@@ -97,14 +99,26 @@ def _manifest_job(item: dict[str, Any], where: str, base: Path, out_dir: Path) -
     job_id = str(item["id"])
     if not job_id or "/" in job_id or "\\" in job_id or job_id.startswith("."):
         raise ValueError(f"{where}: id must be a plain file name (no '/', not starting with '.'), got '{job_id}'")
-    value = item[kinds[0]]
-    if kinds[0] == "mask":
-        value = str(base / value)
+
+
+def entry_region(item: dict[str, Any], where: str, base: Path) -> Region:
+    """The region of a checked manifest entry; a mask path is relative to the manifest's folder `base`."""
+    kind = next(k for k in REGION_KINDS if k in item)
+    value = str(base / item[kind]) if kind == "mask" else item[kind]
     try:
-        region = parse_region(kinds[0], value)
+        return parse_region(kind, value)
     except ValueError as err:
         raise ValueError(f"{where}: {err}") from None
-    return Job(job_id, base / item["image"], [region], [str(item["text"])], out_dir / f"{job_id}.png")
+
+
+def read_manifest(path: Path, out_dir: Path) -> list[Job]:
+    """Jobs of a manifest (see `manifest_entries`); relative image and mask paths are resolved against its folder."""
+    jobs = []
+    for where, item in manifest_entries(path):
+        job_id = str(item["id"])
+        region = entry_region(item, where, path.parent)
+        jobs.append(Job(job_id, path.parent / item["image"], [region], [str(item["text"])], out_dir / f"{job_id}.png"))
+    return jobs
 
 
 def finished_ids(out_dir: Path) -> set[str]:
