@@ -24,13 +24,7 @@ R = 32  # the tiny preset at half its resolution keeps these tests within second
 SMALL = [f"data.resolution={R}", f"unet.sample_size={R}"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models are dominated by per-op overhead: one thread is faster and fairer on a shared 2-core CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

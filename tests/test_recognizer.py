@@ -7,14 +7,7 @@ from udifftext.config import RecognizerConfig
 from udifftext.io import MissingWeightsError, save_state_dict
 from udifftext.recognizer.vitstr import ViTSTR, load_recognizer, recognition_loss, upstream_vitstr_state_dict
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The CPU is shared: two OpenMP threads under load run tiny models ~30x slower than one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TINY = RecognizerConfig(img_height=16, img_width=64, patch_size=8, embed_dim=32, depth=2, heads=2)

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from udifftext.config import UNetStageConfig, load_config
@@ -21,13 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FAST = ["steps=1", "noise_selection.candidates=2", "noise_selection.steps=1"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models are dominated by per-op overhead: one thread is faster and fairer on a shared 2-core CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _load_script():

@@ -12,14 +12,7 @@ from udifftext.text.metrics import char_accuracy, position_accuracy, retrieval_t
 from udifftext.text.pretraining import PretrainingHeads, contrastive_loss
 from udifftext.text.tokenizer import CharTokenizer
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The CPU is shared: two OpenMP threads under load run tiny models ~30x slower than one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TINY = TextEncoderConfig(width=32, layers=2, heads=2, ff_dim=64)

@@ -16,13 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "train_encoder.py"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The CPU is shared: two OpenMP threads under load run tiny models ~30x slower than one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _script():
