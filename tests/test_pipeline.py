@@ -209,3 +209,14 @@ def test_vae_first_stage_and_glyph_channel(tiny_cfg, scene):
     inside = region_mask(region, scene.size)
     assert np.array_equal(np.asarray(scene.convert("RGB"))[~inside], np.asarray(out.image)[~inside])
     assert out.crops[0].size == (R, R) and out.heatmaps[0].shape == (3, R, R)
+
+
+def test_region_crop_zooms_as_the_model_was_trained(tiny_cfg):
+    """A small box in a large image is cropped so that it covers the model's training area ratio."""
+    mask = np.zeros((400, 400), bool)
+    mask[190:210, 160:240] = True  # 80 x 20 = 1 % of the image
+    for ratio in (0.04, 0.25):
+        cfg = replace(tiny_cfg, data=replace(tiny_cfg.data, crop_min_area_ratio=ratio))
+        crop_mask = UDiffTextPipeline.from_config(cfg)._roi(mask).apply_mask(mask)
+        share = crop_mask.mean()
+        assert share == pytest.approx(ratio, rel=0.25), (ratio, share)  # R = 32: coarse pixels

@@ -167,11 +167,16 @@ class UDiffTextPipeline:
         return image, masks
 
     def _roi(self, mask: np.ndarray) -> Any:
-        """Upstream's crop around the mask's bounding box (udifftext/data/transforms.py)."""
+        """Upstream's crop around the mask's bounding box (udifftext/data/transforms.py), zoomed as in training.
+
+        The zoom threshold is the model's own `data.crop_min_area_ratio`: a model trained on crops where the
+        word fills a quarter of the window must be shown such crops, not upstream's 4 % windows.
+        """
         from udifftext.data.transforms import compute_roi_crop
 
         ys, xs = np.nonzero(mask)
-        return compute_roi_crop(mask.shape, (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1), self.resolution)
+        box = (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1)
+        return compute_roi_crop(mask.shape, box, self.resolution, self.cfg.data.crop_min_area_ratio)
 
     # ------------------------------------------------------------------ steps 2-6
 
