@@ -42,7 +42,7 @@ def _loader():
 def test_trainer_checkpoints_logs_and_resumes(tmp_path):
     from udifftext.lit.trainer import build_trainer, resolve_resume, save_run_config
 
-    cfg = TrainConfig(max_steps=6, ckpt_every=3, val_every=3, log_every=1)
+    cfg = TrainConfig(max_steps=6, ckpt_every=3, keep_every=2, val_every=3, log_every=1)
     assert resolve_resume(tmp_path, None) is None
     save_run_config(cfg, tmp_path)
     assert (tmp_path / "config.yaml").is_file()
@@ -51,6 +51,8 @@ def test_trainer_checkpoints_logs_and_resumes(tmp_path):
     build_trainer(cfg, tmp_path, accelerator="cpu", devices=1).fit(_toy_module(), _loader(), _loader())
     last = tmp_path / "checkpoints" / "last.ckpt"
     assert last.is_file() and (tmp_path / "checkpoints" / "step=6.ckpt").is_file()
+    assert not (tmp_path / "checkpoints" / "step=3.ckpt").exists()  # the periodic one keeps only the newest
+    assert sorted(p.name for p in (tmp_path / "curve").iterdir()) == ["step=2.ckpt", "step=4.ckpt", "step=6.ckpt"]
     assert (tmp_path / "logs" / "version_0" / "metrics.csv").read_text().count("\n") > 3
     assert resolve_resume(tmp_path, None) == str(last)
 

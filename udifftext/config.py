@@ -136,6 +136,7 @@ class TrainConfig:
     log_every: int = 10
     val_every: int = 500
     ckpt_every: int = 500
+    keep_every: int = 0  # also keep every checkpoint of this step multiple in OUT/curve/ (0 = off)
     val_samples: int = 8
 
 

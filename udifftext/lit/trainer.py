@@ -23,6 +23,7 @@ from udifftext.config import OptimConfig, TrainConfig, save_config
 from udifftext.io import require_path
 
 CHECKPOINT_DIR = "checkpoints"
+SNAPSHOT_DIR = "curve"
 LAST_CHECKPOINT = "last.ckpt"
 RUN_CONFIG = "config.yaml"
 
@@ -90,6 +91,9 @@ def build_trainer(
 ) -> pl.Trainer:
     """A step-based `pl.Trainer`: periodic + last checkpoints, CSV logs, progress bar, clip/accumulate/precision.
 
+    With `train_cfg.keep_every`, every checkpoint of that step multiple is also kept in OUT/curve/ (the periodic
+    one in OUT/checkpoints/ keeps only the newest), for learning curves (docs/results.md).
+
     Validation runs every `train_cfg.val_every` optimizer steps regardless of epoch boundaries;
     no sanity validation (a CPU run should start training at once).
     """
@@ -102,6 +106,15 @@ def build_trainer(
         save_top_k=1,  # with no monitor: keep only the newest periodic checkpoint beside last.ckpt
         save_last=True,
     )
+    if train_cfg.keep_every:  # snapshots for learning curves: never pruned
+        snapshots = ModelCheckpoint(
+            dirpath=str(out_dir / SNAPSHOT_DIR),
+            filename="step={step}",
+            auto_insert_metric_name=False,
+            every_n_train_steps=train_cfg.keep_every,
+            save_top_k=-1,
+        )
+        extra_callbacks = (snapshots, *extra_callbacks)
     callbacks: list[Callback] = [
         checkpoint,
         TQDMProgressBar(refresh_rate=max(1, train_cfg.log_every)),
