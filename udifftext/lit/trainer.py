@@ -82,6 +82,17 @@ def _loggers(out_dir: Path) -> list[Logger]:
     return loggers
 
 
+def step_checkpoints(dirpath: Path, every: int, **kwargs: Any) -> ModelCheckpoint:
+    """A `ModelCheckpoint` writing `dirpath/step=N.ckpt` every `every` optimizer steps."""
+    return ModelCheckpoint(
+        dirpath=str(dirpath),
+        filename="step={step}",
+        auto_insert_metric_name=False,
+        every_n_train_steps=every,
+        **kwargs,
+    )
+
+
 def build_trainer(
     train_cfg: TrainConfig,
     out_dir: str | Path,
@@ -98,30 +109,16 @@ def build_trainer(
     no sanity validation (a CPU run should start training at once).
     """
     out_dir = Path(out_dir)
-    checkpoint = ModelCheckpoint(
-        dirpath=str(out_dir / CHECKPOINT_DIR),
-        filename="step={step}",
-        auto_insert_metric_name=False,
-        every_n_train_steps=train_cfg.ckpt_every,
-        save_top_k=1,  # with no monitor: keep only the newest periodic checkpoint beside last.ckpt
-        save_last=True,
-    )
-    if train_cfg.keep_every:  # snapshots for learning curves: never pruned
-        snapshots = ModelCheckpoint(
-            dirpath=str(out_dir / SNAPSHOT_DIR),
-            filename="step={step}",
-            auto_insert_metric_name=False,
-            every_n_train_steps=train_cfg.keep_every,
-            save_top_k=-1,
-        )
-        extra_callbacks = (snapshots, *extra_callbacks)
+    # with no monitor, save_top_k=1 keeps only the newest periodic checkpoint beside last.ckpt
     callbacks: list[Callback] = [
-        checkpoint,
+        step_checkpoints(out_dir / CHECKPOINT_DIR, train_cfg.ckpt_every, save_top_k=1, save_last=True),
         TQDMProgressBar(refresh_rate=max(1, train_cfg.log_every)),
         LearningRateMonitor(logging_interval="step"),
         Throughput(train_cfg.log_every),
         *extra_callbacks,
     ]
+    if train_cfg.keep_every:  # snapshots for learning curves: never pruned
+        callbacks.append(step_checkpoints(out_dir / SNAPSHOT_DIR, train_cfg.keep_every, save_top_k=-1))
     return pl.Trainer(
         default_root_dir=str(out_dir),
         accelerator=accelerator,
