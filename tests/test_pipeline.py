@@ -220,3 +220,31 @@ def test_region_crop_zooms_as_the_model_was_trained(tiny_cfg):
         crop_mask = UDiffTextPipeline.from_config(cfg)._roi(mask).apply_mask(mask)
         share = crop_mask.mean()
         assert share == pytest.approx(ratio, rel=0.25), (ratio, share)  # R = 32: coarse pixels
+
+
+def _principal_angle(weights: np.ndarray) -> float:
+    """Degrees of the main axis of a 2-D weight map (positive = clockwise on screen, y down)."""
+    ys, xs = np.nonzero(weights > 0.3)
+    cov = np.cov(np.stack([xs, ys]))
+    vals, vecs = np.linalg.eigh(cov)
+    x, y = vecs[:, np.argmax(vals)]
+    return float(np.degrees(np.arctan2(y, x)) + 180) % 180
+
+
+@pytest.mark.parametrize("angle", [0.0, 15.0, -20.0])
+def test_glyph_canvas_follows_the_region_rotation(angle):
+    from udifftext.data.render import fill_polygon, render_glyph
+    from udifftext.pipeline import glyph_canvas
+
+    rad = np.deg2rad(angle)
+    rot = np.array([[np.cos(rad), -np.sin(rad)], [np.sin(rad), np.cos(rad)]])
+    quad = np.array([[-40, -10], [40, -10], [40, 10], [-40, 10]], float) @ rot.T + 64
+    mask = fill_polygon(128, 128, quad)
+    glyph = glyph_canvas("Hello world", mask)
+    assert glyph.shape == (128, 128) and glyph.dtype == np.float32
+    assert glyph[mask == 0].sum() < 0.1 * glyph.sum()  # the ink stays inside the (staircase) region
+    assert abs((_principal_angle(glyph) - angle + 90) % 180 - 90) < 3  # and runs along its baseline
+    if angle == 0:  # an axis-aligned region gets the glyph stretched over its box
+        ys, xs = np.nonzero(mask)
+        box = glyph[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+        np.testing.assert_allclose(box, render_glyph("Hello world", *box.shape), atol=0.05)

@@ -60,14 +60,33 @@ def check_sample_config(cfg: SampleConfig) -> None:
 
 
 def glyph_canvas(text: str, mask: np.ndarray) -> np.ndarray:
-    """The text rendered (`render_glyph`) into the bounding box of `mask` (R, R); zeros elsewhere."""
-    from udifftext.data.synth import render_glyph
+    """The text rendered (`render_glyph`) into the mask's minimum-area rectangle (R, R); zeros elsewhere.
+
+    The rectangle follows the region's rotation, so a tilted word gets a tilted glyph rather than one
+    stretched over its axis-aligned bounds. Its baseline is the side nearer to horizontal, pointing right:
+    text is never read at more than 45 degrees here.
+    """
+    import cv2
+
+    from udifftext.data.synth import pixel_warp, render_glyph
 
     ys, xs = np.nonzero(mask)
-    top, bottom, left, right = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    canvas = np.zeros(mask.shape, np.float32)  # (R, R)
-    canvas[top:bottom, left:right] = render_glyph(text, int(bottom - top), int(right - left))
-    return canvas
+    centres = np.stack([xs, ys], axis=1).astype(np.float32) + 0.5  # pixel centres, xy
+    corners = cv2.boxPoints(cv2.minAreaRect(centres))  # (4, 2), consecutive corners
+    edges = [corners[1] - corners[0], corners[2] - corners[1]]
+    along, across = sorted(edges, key=lambda e: abs(e[1]) - abs(e[0]))  # the flatter edge is the baseline
+    along = along if along[0] >= 0 else -along
+    across = across if across[1] >= 0 else -across
+    width, height = np.linalg.norm(along) + 1, np.linalg.norm(across) + 1  # centres -> pixel edges
+    unit_along = along / (width - 1) if width > 1 else np.array([1.0, 0.0])  # a one-pixel-wide mask: axis-aligned
+    unit_across = across / (height - 1) if height > 1 else np.array([0.0, 1.0])
+    top_left = corners.mean(axis=0) - unit_along * width / 2 - unit_across * height / 2
+    glyph = render_glyph(text, max(round(height), 1), max(round(width), 1))  # (h, w)
+    scale_x, scale_y = width / glyph.shape[1], height / glyph.shape[0]
+    affine = np.eye(3)
+    affine[:2, 0], affine[:2, 1], affine[:2, 2] = unit_along * scale_x, unit_across * scale_y, top_left
+    size = mask.shape[::-1]
+    return cv2.warpPerspective(glyph, pixel_warp(affine), size, flags=cv2.INTER_LINEAR).astype(np.float32)
 
 
 class UDiffTextPipeline:
