@@ -291,6 +291,7 @@ class EvalConfig:
     judge: str = "rapidocr"
     second_judge: bool = True  # also read with our ViTSTR when the model folder has recognizer.safetensors
     variants: list[EvalVariantConfig] = field(default_factory=list)  # rows beside the main model
+    score_originals: bool = True  # an "originals" row: the judge on the unchanged images (its ceiling)
     inception_weights: str = ""  # pt_inception-2015-12-05 .pth; "" = stand-in feature net, labelled
     lpips_weights: str = ""  # torchvision alexnet .pth; "" = skip LPIPS with a note
     grid_cases: int = 4  # best and worst cases per protocol shown in the grid

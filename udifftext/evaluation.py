@@ -31,6 +31,7 @@ from udifftext.metrics import normalized_edit_distance
 
 PROTOCOLS = ("reconstruction", "editing")
 MAIN_VARIANT = "udifftext"
+ORIGINALS = "originals"  # the row that scores the unchanged images
 VERSIONED_PACKAGES = (
     "udifftext",
     "torch",
@@ -211,8 +212,8 @@ def build_variants(cfg: EvalConfig) -> list[Variant]:
 
     variants = [Variant(MAIN_VARIANT, cfg.sample.model, cfg.sample)]
     for spec in cfg.variants:
-        if not spec.name or spec.name in {v.name for v in variants}:
-            raise ConfigError(f"variants need unique non-empty names, got {spec.name!r}")
+        if not spec.name or spec.name in {v.name for v in variants} | {ORIGINALS}:
+            raise ConfigError(f"variants need unique non-empty names other than {ORIGINALS!r}, got {spec.name!r}")
         try:
             merged = OmegaConf.merge(OmegaConf.structured(cfg.sample), OmegaConf.from_dotlist(list(spec.overrides)))
         except OmegaConfBaseException as err:
@@ -469,6 +470,8 @@ def evaluate(
             return sample_cases(loaded[variant.model], cases, variant.sample, desc=f"sample {variant.name}")
 
         runs = [(v.name, lambda v=v: sample_variant(v)) for v in variants]
+        if cfg.score_originals:  # reconstruction: the best any model can score; editing: the unchanged image
+            runs.insert(0, (ORIGINALS, lambda: [case.image for case in cases]))
         mode = "sampling"
     scorer = Scorer(cases, judge, second, fid_features, lpips_model, device)
     all_rows, summaries, grids = [], [], {}
