@@ -136,6 +136,37 @@ def test_local_loss_is_logged_and_skips_dropped_samples(tmp_path):
     torch.testing.assert_close(terms["loss"], terms["loss/dsm"] + 0.01 * terms["loss/local"])
 
 
+@pytest.mark.parametrize("ink_prob", [0.0, 1.0])
+def test_glyph_ink_prob_feeds_the_targets_own_ink(tmp_path, ink_prob):
+    """glyph_ink_prob=1 trains on the union of the character masks, 0 on the plain-font render in the box."""
+    from udifftext.lit.unet_module import LitUDiffText
+    from udifftext.pipeline import glyph_canvas
+
+    cfg = tiny(tmp_path, "unet.glyph_channel=true", "unet.in_channels=8", f"unet.glyph_ink_prob={ink_prob}")
+    module = LitUDiffText(cfg)
+    batch = next(iter(torch.utils.data.DataLoader(_dataset(cfg), 2, collate_fn=_collate())))
+    seen = []
+    forward = module.unet.forward
+    module.unet.forward = lambda *args: seen.append(args[5]) or forward(*args)
+    module.losses(batch, torch.Generator().manual_seed(0))
+    ink = batch["char_seg"].amax(dim=1, keepdim=True)  # (B, 1, R, R)
+    render = torch.stack(
+        [
+            torch.from_numpy(glyph_canvas(t, m[0].numpy() > 0.5))
+            for t, m in zip(batch["text"], batch["mask"], strict=True)
+        ]
+    )
+    assert ink.sum() > 0 and not torch.equal(ink, render[:, None])
+    torch.testing.assert_close(seen[0], ink if ink_prob else render[:, None])
+
+
+def test_glyph_ink_prob_needs_the_glyph_channel(tmp_path):
+    from udifftext.lit.unet_module import LitUDiffText
+
+    with pytest.raises(ValueError, match="glyph_ink_prob"):
+        LitUDiffText(tiny(tmp_path, "unet.glyph_ink_prob=0.5"))
+
+
 def test_script_help_is_fast_and_bad_input_exits_2(tmp_path):
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "scripts/train_unet.py", "--help"], cwd=ROOT, capture_output=True, text=True)

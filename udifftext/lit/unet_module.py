@@ -86,6 +86,9 @@ class LitUDiffText(pl.LightningModule):
 
     def __init__(self, cfg: UNetStageConfig):
         super().__init__()
+        ink = cfg.unet.glyph_ink_prob
+        if not 0 <= ink <= 1 or (ink > 0 and not cfg.unet.glyph_channel):
+            raise ValueError(f"unet.glyph_ink_prob must be in [0, 1] and needs unet.glyph_channel, got {ink}")
         self.cfg = cfg
         self.text_mode = cfg.unet.mode == "udifftext"
         self.unet = build_unet(cfg)
@@ -161,6 +164,16 @@ class LitUDiffText(pl.LightningModule):
         glyphs = [glyph_canvas(t, m) for t, m in zip(batch["text"], masks, strict=True)]
         return torch.from_numpy(np.stack(glyphs))[:, None].to(self.device)  # (B, 1, R, R)
 
+    def _ink_glyphs(self, batch: dict, glyph: torch.Tensor, use: torch.Tensor) -> torch.Tensor:
+        """The glyph channel with the target's own ink (union of `char_seg`) for the samples in `use`.
+
+        The ink lies exactly on the text to draw, so the UNet learns to paint where the glyph is instead of
+        guessing how the plain font maps to the scene's font; samples without character masks keep `glyph`.
+        """
+        ink = self.first_stage.resize_mask(batch["char_seg"].amax(dim=1, keepdim=True).to(glyph))  # (B, 1, h, w)
+        use = use & (ink.flatten(1).amax(dim=1) > 0)  # (B,)
+        return torch.where(use[:, None, None, None], ink, glyph)
+
     def _context(self, texts: list[str], drop: torch.Tensor | None) -> torch.Tensor | None:
         """(B, L, W) char-encoder tokens, zero for the samples in `drop` (unconditional, for CFG)."""
         if not self.text_mode:
@@ -179,6 +192,8 @@ class LitUDiffText(pl.LightningModule):
         cond = self._condition(batch)
         x0 = cond["x0"]
         rand = dict(device=x0.device, generator=generator)
+        if cond["glyph"] is not None and cfg.unet.glyph_ink_prob > 0:
+            cond["glyph"] = self._ink_glyphs(batch, cond["glyph"], torch.rand(B, **rand) < cfg.unet.glyph_ink_prob)
         drop = torch.rand(B, **rand) < cfg.diffusion.uncond_prob  # (B,)
         context = self._context(batch["text"], drop)
         noise = torch.randn(x0.shape, dtype=x0.dtype, **rand)  # (B, C, h, w)
