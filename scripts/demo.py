@@ -1,7 +1,7 @@
 """Web demo: paint regions or type boxes on an image, one text per region, see the result in the browser.
 
 usage:
-  python scripts/demo.py                          # checkpoints/default (tiny random model while none is shipped)
+  python scripts/demo.py                          # checkpoints/default (a tiny random model when it is missing)
   python scripts/demo.py --model FOLDER --port 7860 [--host 127.0.0.1] [--config configs/sample/default.yaml] [steps=20]
 
 Needs the `demo` extra (pip install -e ".[demo]"). Binds to 127.0.0.1 unless --host says otherwise; the page is

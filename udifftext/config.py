@@ -157,7 +157,7 @@ class UNetConfig:
     stem: str = "none"  # none | pixel_unshuffle (pixel-space models: run the UNet at 1/stem_factor size)
     stem_factor: int = 2
     glyph_channel: bool = False  # add the target text rendered in a plain font as an input channel
-    glyph_ink_prob: float = 0.0  # training only: share of samples whose glyph is the target's own ink (char_seg)
+    glyph_ink_prob: float = 0.0  # losses only (never sampling): share of glyphs that are the target's own ink
     base_weights: str = ""  # diffusers folder or 512-inpainting-ema.ckpt; "" = random initialisation
     mode: str = "udifftext"  # udifftext: new char cross-attention | base: text-free inpainting
 
