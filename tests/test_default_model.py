@@ -3,7 +3,6 @@ writing the bundled example's words so that the independent OCR judge reads them
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -38,25 +37,19 @@ def test_the_default_loads_strictly_and_writes_the_bundled_example():
     from udifftext.judge import build_judge, crop_quad, mask_to_quad
     from udifftext.metrics import normalized_edit_distance
     from udifftext.pipeline import UDiffTextPipeline
-    from udifftext.sampling.regions import Region
+    from udifftext.sampling.regions import region_mask
+    from udifftext.sampling.runner import entry_region, manifest_entries
 
     pipe = UDiffTextPipeline.from_pretrained(DEFAULT)  # strict: a missing or extra key raises
     cfg = load_config(SampleConfig, ROOT / "configs/sample/default.yaml")
     judge = build_judge("rapidocr")
     reads = {}
-    for line in (EXAMPLES / "cases.jsonl").read_text().splitlines():
-        case = json.loads(line)
-        image = Image.open(EXAMPLES / case["image"]).convert("RGB")
-        if "box" in case:
-            left, top, right, bottom = case["box"]
-            region = Region("box", (left, top, right, bottom))
-            mask = np.zeros((image.height, image.width), bool)
-            mask[top:bottom, left:right] = True
-        else:
-            mask = np.asarray(Image.open(EXAMPLES / case["mask"]).convert("L")) > 127
-            region = Region("mask", mask)
-        out = pipe(image, [region], [case["text"]], cfg)
-        (reads[case["text"]],) = judge.read([crop_quad(np.asarray(out.image), mask_to_quad(mask))])
+    for where, entry in manifest_entries(EXAMPLES / "cases.jsonl"):  # as `scripts/sample.py` reads it
+        image = Image.open(EXAMPLES / entry["image"]).convert("RGB")
+        region = entry_region(entry, where, EXAMPLES)
+        out = pipe(image, [region], [entry["text"]], cfg)
+        quad = mask_to_quad(region_mask(region, image.size))
+        (reads[entry["text"]],) = judge.read([crop_quad(np.asarray(out.image), quad)])
     distances = {text: normalized_edit_distance(read.lower(), text.lower()) for text, read in reads.items()}
     assert all(d <= 1 / 3 for d in distances.values()), reads
     assert min(distances.values()) == 0, reads
