@@ -1,4 +1,4 @@
-"""Convert the paper's weights into a udifftext pipeline folder (model.yaml + safetensors), once.
+r"""Convert the paper's weights into a udifftext pipeline folder (model.yaml + safetensors), once.
 
 usage:
   python scripts/convert_checkpoint.py --from upstream --in checkpoints/udifftext.ckpt --out checkpoints/paper \

@@ -1,4 +1,4 @@
-"""Evaluate text inpainting: SeqAcc (independent OCR judge), NED, FID, LPIPS; reconstruction and editing.
+r"""Evaluate text inpainting: SeqAcc (independent OCR judge), NED, FID, LPIPS; reconstruction and editing.
 
 Sample with the pipeline and score (the main model plus every variant in the config):
     python scripts/evaluate.py --config configs/eval/default.yaml [key=value ...] [--device cuda]

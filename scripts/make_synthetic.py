@@ -1,4 +1,4 @@
-"""Write a fixed synthetic dataset in the LAION-OCR folder layout (read back with `data.source=folder`).
+r"""Write a fixed synthetic dataset in the LAION-OCR folder layout (read back with `data.source=folder`).
 
     python scripts/make_synthetic.py --num 1000 --out runs/synth_tiny [--config DATA.yaml] \
         [--preview PNG] [--workers 2] resolution=64 crop_min_area_ratio=0.2 [split=heldout ...]
