@@ -1,0 +1,45 @@
+r"""Our ViTSTR beside the independent OCR judge (PP-OCRv4) on the same held-out synthetic word crops.
+
+    python scripts/compare_recognizers.py --config configs/encoder/recognizer_small.yaml \
+        recognizer.weights=checkpoints/encoders/recognizer_small.safetensors
+
+Prints word accuracy (case-sensitive and not) and character accuracy for all crops, list words and random
+strings: how far our recognizer is from its target, and how hard the split is for a production OCR.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from udifftext.cli import config_parser, load_or_exit
+from udifftext.config import EncoderStageConfig
+
+
+def parse_args(argv: list[str] | None = None):
+    parser = config_parser(__doc__)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    return parser.parse_args(argv)
+
+
+def main(args) -> None:
+    import torch
+
+    from udifftext.judge import OcrJudge, RecognizerJudge
+    from udifftext.recognizer.compare import compare_readers, heldout_crops, markdown
+    from udifftext.recognizer.vitstr import load_recognizer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = load_or_exit(EncoderStageConfig, args.config, args.overrides)
+    if not cfg.recognizer.weights:
+        sys.exit("error: set recognizer.weights=PATH (our exported recognizer .safetensors) to compare it")
+    ours = RecognizerJudge(
+        load_recognizer(cfg.recognizer), cfg.recognizer.img_height, cfg.recognizer.img_width, cfg.recognizer.weights
+    )
+    heldout = heldout_crops(cfg)
+    rows = compare_readers(heldout, {"ours (ViTSTR)": ours.read, "PP-OCRv4 (judge)": OcrJudge().read})
+    print(markdown(rows))
+
+
+if __name__ == "__main__":
+    main(parse_args())
