@@ -7,7 +7,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from udifftext.config import EvalConfig, load_config
-from udifftext.evaluation import edit_text, read_manifest, select_indices, words_by_length
+from udifftext.evaluation import edit_text, read_manifest, select_indices, seq_acc_by_length, words_by_length
 from udifftext.io import MissingWeightsError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,6 +92,14 @@ def test_score_predictions_end_to_end(fixture_dir, tmp_path):
     }
     table = (out / "metrics.md").read_text()
     assert "rapidocr_onnxruntime" in table and "| perfect | editing | 3 | 1.000 |" in table
+    for variant, acc in (("perfect", 1.0), ("blank", 0.0)):  # every target has 5 characters
+        by_length = results[variant, "editing"]["by_length"]
+        assert by_length == {
+            "1-4": {"n": 0, "seq_acc": None},
+            "5-8": {"n": 3, "seq_acc": acc},
+            "9+": {"n": 0, "seq_acc": None},
+        }
+    assert "| perfect | editing | - (0) | 1.000 (3) | - (0) |" in table
     for variant in ("perfect", "blank"):
         grid = Image.open(out / f"grid_{variant}.png")
         assert grid.height == 22 + 56 * 2 * (2 + 1)  # header + 2 protocols x (2 best + the 1 other case)
@@ -152,6 +160,14 @@ def test_manifest_errors_name_the_line(tmp_path):
     (tmp_path / "m.jsonl").write_text('{"id": "a", "image": "x.png", "box": "0,0,4,4", "text": "hi"}\n')
     with pytest.raises(ValueError, match="image not found"):
         read_manifest(tmp_path / "m.jsonl")
+
+
+def test_seq_acc_by_length_buckets():
+    rows = [{"target": t, "correct": c} for t, c in (("ab", True), ("abcd", False), ("abcde", True), ("a" * 12, False))]
+    by_length = seq_acc_by_length(rows)
+    assert by_length["1-4"] == {"n": 2, "seq_acc": 0.5}
+    assert by_length["5-8"] == {"n": 1, "seq_acc": 1.0} and by_length["9+"] == {"n": 1, "seq_acc": 0.0}
+    assert sum(b["n"] for b in by_length.values()) == len(rows)
 
 
 def test_case_subset_and_editing_words_are_seeded():

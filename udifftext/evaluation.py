@@ -246,6 +246,24 @@ def _batch(images: list[np.ndarray]) -> Any:
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()  # (B, 3, H, W) uint8
 
 
+LENGTH_BUCKETS = ((1, 4), (5, 8), (9, None))  # characters in the target; None = no upper bound
+
+
+def _bucket_name(low: int, high: int | None) -> str:
+    return f"{low}-{high}" if high is not None else f"{low}+"
+
+
+def seq_acc_by_length(rows: list[dict]) -> dict[str, dict]:
+    """SeqAcc (main judge, case-insensitive) of the rows in each target-length bucket: where a model fails
+    (long words get few pixels per character) is not visible in one mean."""
+    out = {}
+    for low, high in LENGTH_BUCKETS:
+        chosen = [r for r in rows if low <= len(r["target"]) and (high is None or len(r["target"]) <= high)]
+        seq_acc = float(np.mean([r["correct"] for r in chosen])) if chosen else None
+        out[_bucket_name(low, high)] = {"n": len(chosen), "seq_acc": seq_acc}
+    return out
+
+
 class Scorer:
     """Scores generated images of fixed cases: judges, FID (full and crop) against the originals, LPIPS."""
 
@@ -310,6 +328,7 @@ class Scorer:
                 summary[f"{prefix}seq_acc_cs"] = float(np.mean([r[f"{prefix}correct_cs"] for r in chosen]))
                 summary[f"{prefix}ned"] = float(np.mean([r[f"{prefix}ned"] for r in chosen]))
             summary["lpips"] = float(np.mean([r["lpips"] for r in chosen])) if self.lpips is not None else None
+            summary["by_length"] = seq_acc_by_length(chosen)
         return rows, list(summaries.values())
 
     def _prefix(self, judge: Judge) -> str:
@@ -365,6 +384,12 @@ def markdown_table(summaries: list[dict], meta: dict) -> str:
             cells += [s[f"{second['name']}_seq_acc"], s[f"{second['name']}_ned"]]
         cells += [_fmt(s["fid"], 4, True), _fmt(s["fid_crop"], 4, True), _fmt(s["lpips"], 4)]
         lines.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
+    buckets = [_bucket_name(low, high) for low, high in LENGTH_BUCKETS]
+    lines += ["", "SeqAcc by target length (characters), n in brackets:", ""]
+    lines += ["| variant | protocol | " + " | ".join(buckets) + " |", "|" + "---|" * (2 + len(buckets))]
+    for s in summaries:
+        cells = [f"{_fmt(s['by_length'][b]['seq_acc'])} ({s['by_length'][b]['n']})" for b in buckets]
+        lines.append(f"| {s['variant']} | {s['protocol']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
