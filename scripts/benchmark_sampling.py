@@ -87,7 +87,7 @@ def main(args: argparse.Namespace) -> int:
     for row in rows.values():
         row["ratio_to_plain"] = row["s_per_image"] / plain
     threads = torch.get_num_threads()
-    print(f"model: {pipe.source} | device: {device} | threads: {threads} | resolution: {pipe.resolution}")
+    print(f"model: {pipe.source} | device: {device} | threads: {threads} | resolution: {pipe.sampling_resolution(cfg)}")
     print(
         f"scheduler {cfg.scheduler}, {cfg.steps} steps, CFG {cfg.guidance_scale}, candidates "
         f"{cfg.noise_selection.candidates} x {cfg.noise_selection.steps} steps, median of {args.repeats}"

@@ -211,13 +211,31 @@ def test_vae_first_stage_and_glyph_channel(tiny_cfg, scene):
     assert out.crops[0].size == (R, R) and out.heatmaps[0].shape == (3, R, R)
 
 
+def test_sampling_at_twice_the_model_resolution(pipe, scene):
+    """The convolutional UNet runs on a larger crop: crops and heatmaps at 2R, outside pixels kept, and the
+    result differs from sampling at R (the model itself is unchanged)."""
+    region = parse_box("10,20,70,40")
+    assert pipe.size_multiple == 2 and pipe.sampling_resolution(FAST) == R  # one downsampling, pixel space
+    large = pipe(scene, [region], ["Hello"], replace(FAST, resolution=2 * R))
+    assert large.crops[0].size == (2 * R, 2 * R) and large.heatmaps[0].shape == (5, 2 * R, 2 * R)
+    inside = region_mask(region, scene.size)
+    assert np.array_equal(np.asarray(scene.convert("RGB"))[~inside], np.asarray(large.image)[~inside])
+    default = pipe(scene, [region], ["Hello"], FAST)
+    assert not np.array_equal(np.asarray(default.image), np.asarray(large.image))
+    same = pipe(scene, [region], ["Hello"], replace(FAST, resolution=R))
+    assert np.array_equal(np.asarray(default.image), np.asarray(same.image))  # resolution=R is the default
+    for bad in (R + 1, -R):
+        with pytest.raises(ValueError, match="positive multiple of 2"):
+            pipe.check_inputs(scene, [region], ["Hello"], replace(FAST, resolution=bad))
+
+
 def test_region_crop_zooms_as_the_model_was_trained(tiny_cfg):
     """A small box in a large image is cropped so that it covers the model's training area ratio."""
     mask = np.zeros((400, 400), bool)
     mask[190:210, 160:240] = True  # 80 x 20 = 1 % of the image
     for ratio in (0.04, 0.25):
         cfg = replace(tiny_cfg, data=replace(tiny_cfg.data, crop_min_area_ratio=ratio))
-        crop_mask = UDiffTextPipeline.from_config(cfg)._roi(mask).apply_mask(mask)
+        crop_mask = UDiffTextPipeline.from_config(cfg)._roi(mask, R).apply_mask(mask)
         share = crop_mask.mean()
         assert share == pytest.approx(ratio, rel=0.25), (ratio, share)  # R = 32: coarse pixels
 

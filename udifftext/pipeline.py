@@ -3,7 +3,8 @@
 `__call__` runs these steps for every region, one after another on the updated image:
 
 1. check inputs (image to RGB, regions to masks, texts against the alphabet, the sampling config);
-2. crop a square around the region (upstream's ROI crop) and resize it to the model resolution;
+2. crop a square around the region (upstream's ROI crop) and resize it to the sampling resolution
+   (`SampleConfig.resolution`, by default the model's own);
 3. encode the text, the masked crop and the mask (+ the rendered glyph for glyph-channel models);
 4. choose the initial noise: the best of K candidates by L_aae after a short guided run (noise selection);
 5. denoise with classifier-free guidance (zero context as unconditional), optionally refining the latent
@@ -37,7 +38,7 @@ class SampleOutput:
     """What one `__call__` returns; `record` is JSON-serialisable."""
 
     image: Image.Image  # the full image with every region inpainted
-    crops: list[Image.Image]  # per region: the generated model-resolution crop
+    crops: list[Image.Image]  # per region: the generated crop at the sampling resolution
     heatmaps: list[np.ndarray | None]  # per region: (len(text), R, R) in [0, 1], None when not captured
     record: dict[str, Any] = field(default_factory=dict)
 
@@ -153,8 +154,24 @@ class UDiffTextPipeline:
 
     @property
     def resolution(self) -> int:
-        """Model resolution R: every region is cropped and resized to R x R."""
+        """Model (training) resolution: by default every region is cropped and resized to R x R."""
         return self.cfg.data.resolution
+
+    @property
+    def size_multiple(self) -> int:
+        """A sampling resolution must be a multiple of this (first-stage and UNet downsampling)."""
+        return self.first_stage.factor * self.unet.size_multiple
+
+    def sampling_resolution(self, cfg: SampleConfig) -> int:
+        """`cfg.resolution`, or the model's own when 0. The UNet is convolutional, so a larger crop gives each
+        character more pixels at the cost of (R / model R)^2 per step; it is checked against the downsampling."""
+        resolution = cfg.resolution or self.resolution
+        if resolution < 0 or resolution % self.size_multiple:
+            raise ValueError(
+                f"resolution must be 0 (the model's {self.resolution}) or a positive multiple of "
+                f"{self.size_multiple} for this model, got {cfg.resolution}"
+            )
+        return resolution
 
     # ------------------------------------------------------------------ step 1
 
@@ -179,13 +196,14 @@ class UDiffTextPipeline:
             if not text:
                 raise ValueError("text must have at least one character, got ''")
             self.text_encoder.tokenizer.validate(text)
+        resolution = self.sampling_resolution(cfg)
         masks = [region_mask(region, image.size, i) for i, region in enumerate(regions)]
         for i, mask in enumerate(masks):
-            if not self._roi(mask).apply_mask(mask).any():
-                raise ValueError(f"region {i} is too thin: nothing of it is left at model resolution {self.resolution}")
+            if not self._roi(mask, resolution).apply_mask(mask).any():
+                raise ValueError(f"region {i} is too thin: nothing of it is left at resolution {resolution}")
         return image, masks
 
-    def _roi(self, mask: np.ndarray) -> Any:
+    def _roi(self, mask: np.ndarray, resolution: int) -> Any:
         """Upstream's crop around the mask's bounding box (udifftext/data/transforms.py), zoomed as in training.
 
         The zoom threshold is the model's own `data.crop_min_area_ratio`: a model trained on crops where the
@@ -195,7 +213,7 @@ class UDiffTextPipeline:
 
         ys, xs = np.nonzero(mask)
         box = (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1)
-        return compute_roi_crop(mask.shape, box, self.resolution, self.cfg.data.crop_min_area_ratio)
+        return compute_roi_crop(mask.shape, box, resolution, self.cfg.data.crop_min_area_ratio)
 
     # ------------------------------------------------------------------ steps 2-6
 
@@ -239,7 +257,8 @@ class UDiffTextPipeline:
         timings = {}
         tick = time.perf_counter()
         # 2. crop around the region
-        roi = self._roi(mask)
+        resolution = self.sampling_resolution(cfg)
+        roi = self._roi(mask, resolution)
         crop_mask = roi.apply_mask(mask)  # (R, R) uint8
         crop = roi.apply_image(canvas)  # (R, R, 3) uint8
         # 3. encode
@@ -265,7 +284,7 @@ class UDiffTextPipeline:
         canvas = roi.paste_back(canvas, generated, mask, cfg.blend_width)  # (H, W, 3) uint8
         heat = None
         if heat_maps is not None:
-            heat = character_heatmaps(heat_maps, len(text), (self.resolution, self.resolution))
+            heat = character_heatmaps(heat_maps, len(text), (resolution, resolution))
         timings["decode_s"] = time.perf_counter() - tick
         record = {
             "crop_window": list(roi.window),
