@@ -268,7 +268,7 @@ def build_demo(pipe: Any, cfg: SampleConfig, note: str = "", examples_dir: Path 
                 status = gr.Markdown("Click an example below or draw your own, then **Run**.", elem_id="status")
                 result = gr.Image(label="Result", type="pil", format="png", interactive=False, elem_id="result")
                 crops = gr.Gallery(
-                    label="Generated crops (model resolution)",
+                    label="Generated crops (sampling resolution)",
                     columns=4,
                     height=180,
                     object_fit="contain",
