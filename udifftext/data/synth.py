@@ -7,7 +7,7 @@ The held-out split (words and fonts) is defined in `udifftext/data/words.py`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -119,6 +119,12 @@ class WordCropDataset(Dataset):
         gray = cv2.cvtColor(np.clip(image, 0, 1).astype(np.float32), cv2.COLOR_RGB2GRAY)
         crop = np.clip(resize(gray, cfg.word_crop_height, cfg.word_crop_width), 0, 1)
         return {"word_crop": torch.from_numpy(crop)[None], "text": drawn.text}  # (1, h, w)
+
+
+def heldout_word_crops(cfg: DataConfig, samples: int) -> WordCropDataset:
+    """The first `samples` crops of the heldout split, fixed by index: the recognizer and encoder stages
+    validate on them and scripts/compare_recognizers.py reads the same ones."""
+    return WordCropDataset(replace(cfg, split="heldout", length=samples))
 
 
 @dataclass

@@ -138,10 +138,10 @@ def export_weights(module: LitRecognizer | LitCharEncoder, path: str | Path) -> 
 
 def word_crop_loaders(cfg: EncoderStageConfig) -> tuple[DataLoader, DataLoader]:
     """Shuffled training crops and the fixed held-out crops (`eval_samples` of the heldout split)."""
-    from udifftext.data.synth import WordCropDataset
+    from udifftext.data.synth import WordCropDataset, heldout_word_crops
 
     train = WordCropDataset(cfg.data)
-    heldout = WordCropDataset(replace(cfg.data, split="heldout", length=cfg.eval_samples))
+    heldout = heldout_word_crops(cfg.data, cfg.eval_samples)
     workers = dict(num_workers=cfg.train.num_workers, persistent_workers=cfg.train.num_workers > 0)
     return (
         DataLoader(train, batch_size=cfg.train.batch_size, shuffle=True, drop_last=True, **workers),

@@ -7,7 +7,7 @@ over 94 case-sensitive characters); reading the same crops with the independent 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,12 +26,11 @@ class HeldOutCrops:
 
 def heldout_crops(cfg: EncoderStageConfig) -> HeldOutCrops:
     """The `eval_samples` held-out crops that train_encoder.py validates and evaluates on."""
-    from udifftext.data.synth import WordCropDataset
+    from udifftext.data.synth import heldout_word_crops
     from udifftext.data.words import load_words
 
-    data = replace(cfg.data, split="heldout", length=cfg.eval_samples)
-    dataset = WordCropDataset(data)
-    words = {w.lower() for w in load_words(data, "heldout")}
+    dataset = heldout_word_crops(cfg.data, cfg.eval_samples)
+    words = {w.lower() for w in load_words(cfg.data, "heldout")}
     crops, texts = [], []
     for index in range(len(dataset)):
         item = dataset[index]
