@@ -209,6 +209,30 @@ def test_vae_first_stage_and_glyph_channel(tiny_cfg, scene):
     inside = region_mask(region, scene.size)
     assert np.array_equal(np.asarray(scene.convert("RGB"))[~inside], np.asarray(out.image)[~inside])
     assert out.crops[0].size == (R, R) and out.heatmaps[0].shape == (3, R, R)
+    no_glyph = vae_pipe(scene, [region], ["Hey"], replace(FAST, ablate="glyph"))
+    assert not np.array_equal(np.asarray(out.image), np.asarray(no_glyph.image))
+
+
+def test_ablating_the_text_makes_the_output_independent_of_it(tiny_cfg, scene):
+    """ablate='text' samples with the null context: two words of one length give the same image where they
+    differ without it; the glyph ablation needs a glyph input, and an unknown ablation is refused."""
+    pipe = UDiffTextPipeline.from_config(tiny_cfg)
+    torch.manual_seed(0)
+    for name, param in pipe.unet.named_parameters():
+        if name.endswith("attn2.to_out.0.weight"):  # zero at initialisation: wake the text path up
+            torch.nn.init.normal_(param, std=0.1)
+    region = parse_box("10,20,70,40")
+
+    def image(text: str, cfg: SampleConfig) -> np.ndarray:
+        return np.asarray(pipe(scene, [region], [text], cfg).image)
+
+    assert not np.array_equal(image("Hello", FAST), image("World", FAST))
+    no_text = replace(FAST, ablate="text")
+    assert np.array_equal(image("Hello", no_text), image("World", no_text))
+    with pytest.raises(ValueError, match="needs a glyph-channel model"):
+        pipe.check_inputs(scene, [region], ["Hello"], replace(FAST, ablate="glyph"))
+    with pytest.raises(ValueError, match="ablate must be one of"):
+        pipe.check_inputs(scene, [region], ["Hello"], replace(FAST, ablate="tokens"))
 
 
 def test_sampling_at_twice_the_model_resolution(pipe, scene):

@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,9 @@ from udifftext.sampling.noise_selection import choose_initial_noise
 from udifftext.sampling.refinement import check_refinement, refine_latent
 from udifftext.sampling.regions import Region, load_image, region_mask
 from udifftext.sampling.schedulers import SCHEDULERS, build_scheduler
+
+
+ABLATIONS = ("", "text", "glyph")  # SampleConfig.ablate: which conditioning input to take away
 
 
 @dataclass
@@ -56,6 +59,8 @@ def check_sample_config(cfg: SampleConfig) -> None:
         raise ValueError(
             f"noise_selection.candidates/steps/chunk_size must be >= 1, got {ns.candidates}/{ns.steps}/{ns.chunk_size}"
         )
+    if cfg.ablate not in ABLATIONS:
+        raise ValueError(f"ablate must be one of {ABLATIONS}, got '{cfg.ablate}'")
     if cfg.refinement.enabled:
         check_refinement(cfg.refinement)
 
@@ -180,6 +185,8 @@ class UDiffTextPipeline:
     ) -> tuple[Image.Image, list[np.ndarray]]:
         """Validate everything before any work; returns the RGB image and one (H, W) bool mask per region."""
         check_sample_config(cfg)
+        if cfg.ablate == "glyph" and not self.cfg.unet.glyph_channel:
+            raise ValueError("ablate='glyph' needs a glyph-channel model; this one has no glyph input")
         if isinstance(image, str | Path):
             image = load_image(image)
         elif isinstance(image, Image.Image):
@@ -262,7 +269,7 @@ class UDiffTextPipeline:
         crop_mask = roi.apply_mask(mask)  # (R, R) uint8
         crop = roi.apply_image(canvas)  # (R, R, 3) uint8
         # 3. encode
-        cond = self._condition(crop, crop_mask, text)
+        cond = ablate(self._condition(crop, crop_mask, text), cfg.ablate)
         timings["prepare_s"] = time.perf_counter() - tick
         # 4. initial noise
         tick = time.perf_counter()
@@ -345,6 +352,17 @@ class UDiffTextPipeline:
         if cfg.refinement.enabled:
             refinement["losses"] = {str(i): [round(v, 6) for v in vals] for i, vals in losses.items()}
         return z, heat_maps, refinement
+
+
+def ablate(cond: Conditioning, what: str) -> Conditioning:
+    """`cond` without one input, to measure what each path contributes: "text" puts the null context in place of
+    the char encoder's (the unconditional branch of CFG, which training sees at `uncond_prob`), "glyph" empties
+    the glyph channel (never seen in training: a model that ignores the glyph is unchanged by it)."""
+    if what == "text":
+        return replace(cond, context=cond.null_context)
+    if what == "glyph":
+        return replace(cond, glyph=torch.zeros_like(cond.glyph))
+    return cond
 
 
 RANDOM_FALLBACK_CONFIG = Path(__file__).resolve().parents[1] / "configs/unet/tiny.yaml"
