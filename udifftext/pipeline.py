@@ -32,7 +32,6 @@ from udifftext.sampling.refinement import check_refinement, refine_latent
 from udifftext.sampling.regions import Region, load_image, region_mask
 from udifftext.sampling.schedulers import SCHEDULERS, build_scheduler
 
-
 ABLATIONS = ("", "text", "glyph")  # SampleConfig.ablate: which conditioning input to take away
 
 
