@@ -130,13 +130,27 @@ def click_example(page, index: int) -> None:
     page.wait_for_function("() => document.querySelector('#texts textarea').value !== ''")
 
 
+def editor_screenshot(page) -> np.ndarray:
+    """The image editor as shown, (H, W, 3) int."""
+    return np.asarray(Image.open(io.BytesIO(page.locator("#editor").screenshot())).convert("RGB")).astype(int)
+
+
+def wait_for_photo(page, timeout_s: float = 30.0) -> None:
+    """Wait until the editor shows an uploaded photo: the upload is asynchronous, and a tool picked before it
+    lands opens a blank 800x800 canvas instead (the empty editor is flat UI, ~650 colours; a photo, thousands)."""
+    deadline = time.monotonic() + timeout_s
+    while (colours := len(np.unique(editor_screenshot(page).reshape(-1, 3), axis=0))) < 2000:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the uploaded photo did not show in the editor in {timeout_s} s ({colours} colours)")
+        page.wait_for_timeout(250)
+
+
 def wait_for_paint(page, present: bool, timeout_s: float = 30.0) -> None:
     """Wait until the editor shows (or no longer shows) brush-coloured pixels: layers load asynchronously,
     and Run sends whatever the canvas holds at the click."""
     deadline = time.monotonic() + timeout_s
     while True:
-        shot = np.asarray(Image.open(io.BytesIO(page.locator("#editor").screenshot())).convert("RGB")).astype(int)
-        painted = int((np.abs(shot - BRUSH).sum(-1) < 60).sum())
+        painted = int((np.abs(editor_screenshot(page) - BRUSH).sum(-1) < 60).sum())
         if (painted > 500) == present:  # the toolbar colour swatch alone is ~100 px
             return
         if time.monotonic() > deadline:
@@ -207,7 +221,7 @@ def test_empty_mask_and_a_bad_text_show_readable_messages(page):
 
 def test_a_brush_stroke_drawn_with_the_mouse_becomes_a_region(page):
     page.locator("#editor input[type=file]").set_input_files(str(STOREFRONT))  # upload, as a user would
-    page.locator("#editor canvas").first.wait_for()
+    wait_for_photo(page)
     page.locator("#texts textarea").fill("open")
     page.get_by_role("button", name="Brush", exact=True).click()
     canvas = [c for c in page.locator("#editor canvas").all() if c.is_visible()][-1].bounding_box()
