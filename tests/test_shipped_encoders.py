@@ -1,0 +1,52 @@
+"""The shipped small encoders (checkpoints/encoders/): every file loads strictly with the config exported beside
+it, and the second-generation recognizer reads held-out synthetic crops far better than the first
+(docs/encoder.md: char accuracy 0.733 against 0.203 on 1024 crops)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+ENCODERS = ROOT / "checkpoints/encoders"
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def shipped_recognizer(name: str):
+    from udifftext.config import RecognizerConfig, load_config
+    from udifftext.recognizer.vitstr import load_recognizer
+
+    cfg = load_config(RecognizerConfig, ENCODERS / f"{name}.yaml", [f"weights={ENCODERS / name}.safetensors"])
+    return load_recognizer(cfg).eval()  # strict: a missing or extra key raises
+
+
+@pytest.mark.parametrize("name", ["char_encoder_small", "char_encoder_small_v2"])
+def test_a_shipped_char_encoder_loads_strictly_and_tells_texts_apart(name):
+    from udifftext.config import TextEncoderConfig, load_config
+    from udifftext.text.encoder import load_text_encoder
+
+    cfg = load_config(TextEncoderConfig, ENCODERS / f"{name}.yaml", [f"weights={ENCODERS / name}.safetensors"])
+    encoder = load_text_encoder(cfg).eval()
+    with torch.no_grad():
+        context = encoder.encode_text(["open", "opem"])
+    assert context.shape == (2, cfg.max_len, cfg.width) and torch.isfinite(context).all()
+    assert (context[0, 3] - context[1, 3]).abs().max() > 0.1  # the differing character changes its token
+
+
+def test_the_second_recognizer_reads_heldout_crops_better_than_the_first():
+    from udifftext.config import DataConfig
+    from udifftext.data.synth import heldout_word_crops
+    from udifftext.text.metrics import char_accuracy
+
+    crops = heldout_word_crops(DataConfig(), 64)
+    images = torch.stack([crops[i]["word_crop"] for i in range(len(crops))])  # (64, 1, 32, 128)
+    texts = [crops[i]["text"] for i in range(len(crops))]
+    with torch.no_grad():
+        first, second = (
+            char_accuracy(shipped_recognizer(n).read(images), texts)
+            for n in ("recognizer_small", "recognizer_small_v2")
+        )
+    assert second >= 0.6 and second > first + 0.3, (first, second)
