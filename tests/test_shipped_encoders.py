@@ -15,20 +15,26 @@ ENCODERS = ROOT / "checkpoints/encoders"
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+def shipped_config(schema: type, name: str):
+    """The component config exported beside ENCODERS/name.safetensors, pointing at those weights."""
+    from udifftext.config import load_config
+
+    return load_config(schema, ENCODERS / f"{name}.yaml", [f"weights={ENCODERS / name}.safetensors"])
+
+
 def shipped_recognizer(name: str):
-    from udifftext.config import RecognizerConfig, load_config
+    from udifftext.config import RecognizerConfig
     from udifftext.recognizer.vitstr import load_recognizer
 
-    cfg = load_config(RecognizerConfig, ENCODERS / f"{name}.yaml", [f"weights={ENCODERS / name}.safetensors"])
-    return load_recognizer(cfg).eval()  # strict: a missing or extra key raises
+    return load_recognizer(shipped_config(RecognizerConfig, name)).eval()  # strict: a missing or extra key raises
 
 
 @pytest.mark.parametrize("name", ["char_encoder_small", "char_encoder_small_v2"])
 def test_a_shipped_char_encoder_loads_strictly_and_tells_texts_apart(name):
-    from udifftext.config import TextEncoderConfig, load_config
+    from udifftext.config import TextEncoderConfig
     from udifftext.text.encoder import load_text_encoder
 
-    cfg = load_config(TextEncoderConfig, ENCODERS / f"{name}.yaml", [f"weights={ENCODERS / name}.safetensors"])
+    cfg = shipped_config(TextEncoderConfig, name)
     encoder = load_text_encoder(cfg).eval()
     with torch.no_grad():
         context = encoder.encode_text(["open", "opem"])
@@ -37,16 +43,16 @@ def test_a_shipped_char_encoder_loads_strictly_and_tells_texts_apart(name):
 
 
 def test_the_second_recognizer_reads_heldout_crops_better_than_the_first():
+    from torch.utils.data import DataLoader
+
     from udifftext.config import DataConfig
     from udifftext.data.synth import heldout_word_crops
     from udifftext.text.metrics import char_accuracy
 
-    crops = heldout_word_crops(DataConfig(), 64)
-    images = torch.stack([crops[i]["word_crop"] for i in range(len(crops))])  # (64, 1, 32, 128)
-    texts = [crops[i]["text"] for i in range(len(crops))]
+    batch = next(iter(DataLoader(heldout_word_crops(DataConfig(), 64), batch_size=64)))  # each crop rendered once
     with torch.no_grad():
         first, second = (
-            char_accuracy(shipped_recognizer(n).read(images), texts)
+            char_accuracy(shipped_recognizer(n).read(batch["word_crop"]), batch["text"])
             for n in ("recognizer_small", "recognizer_small_v2")
         )
     assert second >= 0.6 and second > first + 0.3, (first, second)
