@@ -70,3 +70,55 @@ def test_explicit_resume_must_exist(tmp_path):
 
     with pytest.raises(MissingWeightsError, match="nope.ckpt"):
         resolve_resume(tmp_path, str(tmp_path / "nope.ckpt"))
+
+
+def _recording_module(seen: list):
+    """A toy module that records the sample indices of each batch and the first noise value it draws."""
+    module = _toy_module()
+
+    def training_step(batch, batch_idx):
+        index, x = batch
+        seen.append((index.tolist(), float(torch.randn(()))))
+        return module.layer(x).pow(2).mean()
+
+    module.training_step = training_step
+    return module
+
+
+def _launch(out_dir, max_steps: int) -> list:
+    """One launch as the training stages run it: seed from the checkpoint to resume, then fit."""
+    from udifftext.lit.trainer import build_trainer, resolve_resume, seed_launch
+
+    ckpt = resolve_resume(out_dir, None)
+    seed_launch(0, ckpt)
+    data = torch.utils.data.TensorDataset(
+        torch.arange(64), torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
+    )
+    loader = torch.utils.data.DataLoader(data, batch_size=4, shuffle=True)
+    cfg = TrainConfig(max_steps=max_steps, ckpt_every=3, val_every=100, log_every=1)
+    seen = []
+    build_trainer(cfg, out_dir, accelerator="cpu", devices=1).fit(_recording_module(seen), loader, ckpt_path=ckpt)
+    return seen
+
+
+def test_a_resumed_launch_draws_new_batches_and_noise_and_a_fresh_one_repeats(tmp_path):
+    first = _launch(tmp_path / "run", 3)
+    resumed = _launch(tmp_path / "run", 6)  # steps 4-6 from last.ckpt
+    assert len(first) == len(resumed) == 3
+    assert [b for b, _ in resumed] != [b for b, _ in first]  # not the first launch's batches again
+    assert all(r != f for (_, r), (_, f) in zip(resumed, first, strict=True))  # nor its noise
+    assert _launch(tmp_path / "again", 3) == first  # a fresh run with the same seed is reproducible
+
+
+def test_each_ddp_rank_draws_its_own_noise():
+    from types import SimpleNamespace
+
+    from udifftext.lit.trainer import RankStreams
+
+    def first_draw(rank: int, step: int = 0) -> torch.Tensor:
+        RankStreams(seed=0).on_train_start(SimpleNamespace(global_step=step, global_rank=rank), None)
+        return torch.randn(8)
+
+    assert torch.equal(first_draw(1), first_draw(1))
+    assert not torch.equal(first_draw(0), first_draw(1))
+    assert not torch.equal(first_draw(1), first_draw(1, step=500))

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from udifftext.config import EncoderStageConfig, config_to_yaml
 from udifftext.io import atomic_write_json, atomic_write_text, save_state_dict
 from udifftext.lit.recognizer_module import LitRecognizer
-from udifftext.lit.trainer import build_optimizer, build_trainer, resolve_resume, save_run_config
+from udifftext.lit.trainer import build_optimizer, build_trainer, resolve_resume, save_run_config, seed_launch
 from udifftext.recognizer.vitstr import load_recognizer
 from udifftext.text.encoder import CharTextEncoder, load_text_encoder
 from udifftext.text.metrics import position_accuracy, retrieval_top1
@@ -158,14 +158,13 @@ def run_encoder_stage(
     OUT/eval.json; returns the figures written to eval.json.
     """
     out_dir = Path(cfg.train.out_dir)
-    pl.seed_everything(cfg.train.seed, workers=True)
+    ckpt = resolve_resume(out_dir, resume)
+    step0 = seed_launch(cfg.train.seed, ckpt)
     save_run_config(cfg, out_dir)
     module = build_module(cfg)
     train_loader, heldout_loader = word_crop_loaders(cfg)
     trainer = build_trainer(cfg.train, out_dir, accelerator, devices)
-    ckpt = resolve_resume(out_dir, resume)
     start = time.perf_counter()
-    step0 = torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"] if ckpt else 0
     trainer.fit(module, train_loader, heldout_loader, ckpt_path=ckpt)
     seconds = time.perf_counter() - start
     samples = (trainer.global_step - step0) * cfg.train.batch_size * cfg.train.accumulate_grad_batches

@@ -3,6 +3,11 @@
 Why one place: checkpoints, resume, logs and the saved config must look the same for every stage, so a run
 folder is always ``OUT/config.yaml``, ``OUT/checkpoints/{last,step=N}.ckpt`` and
 ``OUT/logs/version_K/metrics.csv`` (one version per launch: a resumed run never overwrites earlier logs).
+
+Seeds: Lightning restores weights, optimizer and step on resume, but not the random streams; seeding every
+launch with the config's seed would replay the first launch's batch order and noise draws after each resume,
+and seeding every DDP process alike gives all ranks the same timesteps and noise. `seed_launch` and
+`RankStreams` keep both streams new.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
@@ -43,6 +49,35 @@ def resolve_resume(out_dir: str | Path, resume: str | None) -> str | None:
         return str(path)
     last = Path(out_dir) / CHECKPOINT_DIR / LAST_CHECKPOINT
     return str(last) if last.is_file() else None
+
+
+def launch_seed(seed: int, step: int, rank: int = 0) -> int:
+    """The seed of one launch (resumed at `step`) on one process; a fresh launch's rank 0 keeps `seed` itself."""
+    if step == 0 and rank == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0])
+
+
+def seed_launch(seed: int, checkpoint: str | None) -> int:
+    """Seed everything for a launch that resumes from `checkpoint` (None: a fresh run); returns its step.
+
+    Every process of a launch gets the same seed, so a distributed sampler shards one permutation; a resumed
+    launch draws a new permutation instead of replaying the first launch's batches.
+    """
+    step = int(torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"]) if checkpoint else 0
+    pl.seed_everything(launch_seed(seed, step), workers=True)
+    return step
+
+
+class RankStreams(Callback):
+    """At the start of training, reseed torch's global stream per process and resume step, so the noise,
+    timesteps and dropout a training step draws differ between DDP ranks and are not replayed after a resume."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        torch.manual_seed(launch_seed(self.seed, trainer.global_step, trainer.global_rank))
 
 
 class Throughput(Callback):
@@ -115,6 +150,7 @@ def build_trainer(
         TQDMProgressBar(refresh_rate=max(1, train_cfg.log_every)),
         LearningRateMonitor(logging_interval="step"),
         Throughput(train_cfg.log_every),
+        RankStreams(train_cfg.seed),
         *extra_callbacks,
     ]
     if train_cfg.keep_every:  # snapshots for learning curves: never pruned

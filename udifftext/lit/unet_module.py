@@ -25,7 +25,14 @@ from udifftext.config import UNetStageConfig
 from udifftext.diffusion import build_train_scheduler, predict_x0, training_target
 from udifftext.first_stage import build_first_stage
 from udifftext.io import atomic_save_image, atomic_write_json, load_state_dict, load_strict, save_state_dict
-from udifftext.lit.trainer import CHECKPOINT_DIR, build_optimizer, build_trainer, resolve_resume, save_run_config
+from udifftext.lit.trainer import (
+    CHECKPOINT_DIR,
+    build_optimizer,
+    build_trainer,
+    resolve_resume,
+    save_run_config,
+    seed_launch,
+)
 from udifftext.losses import dsm_loss, local_attention_loss, ocr_loss
 from udifftext.text.encoder import load_text_encoder
 from udifftext.unet import AttentionStore, build_unet, install_attention_capture, set_trainable
@@ -390,7 +397,8 @@ def run_unet_stage(
     OUT/logs/ and OUT/val/step=N.png (+ _attn.png) at each validation.
     """
     out_dir = Path(cfg.train.out_dir)
-    pl.seed_everything(cfg.train.seed, workers=True)
+    ckpt = resolve_resume(out_dir, resume)
+    step0 = seed_launch(cfg.train.seed, ckpt)
     module = LitUDiffText(cfg)
     train_loader, heldout_loader = unet_loaders(cfg)
     trainer = build_trainer(cfg.train, out_dir, accelerator, devices)
@@ -398,8 +406,6 @@ def run_unet_stage(
         save_run_config(cfg, out_dir)
         r = module.report
         print(f"unet ({cfg.unet.mode}): {r['trainable']:,} of {r['total']:,} parameters trainable ({r['share']:.2%})")
-    ckpt = resolve_resume(out_dir, resume)
-    step0 = torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"] if ckpt else 0
     start = time.perf_counter()
     trainer.fit(module, train_loader, heldout_loader, ckpt_path=ckpt)
     seconds = time.perf_counter() - start
