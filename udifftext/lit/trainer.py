@@ -64,7 +64,9 @@ def seed_launch(seed: int, checkpoint: str | None) -> int:
     Every process of a launch gets the same seed, so a distributed sampler shards one permutation; a resumed
     launch draws a new permutation instead of replaying the first launch's batches.
     """
-    step = int(torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"]) if checkpoint else 0
+    step = 0
+    if checkpoint:  # mmap: a multi-GB checkpoint is not read in full for its step
+        step = int(torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)["global_step"])
     pl.seed_everything(launch_seed(seed, step), workers=True)
     return step
 
