@@ -122,3 +122,18 @@ def test_each_ddp_rank_draws_its_own_noise():
     assert torch.equal(first_draw(1), first_draw(1))
     assert not torch.equal(first_draw(0), first_draw(1))
     assert not torch.equal(first_draw(1), first_draw(1, step=500))
+
+
+def test_a_run_that_stops_between_periodic_checkpoints_resumes_from_its_last_step(tmp_path):
+    from udifftext.lit.trainer import build_trainer, resolve_resume
+
+    cfg = TrainConfig(max_steps=5, ckpt_every=3, val_every=100, log_every=1)
+    build_trainer(cfg, tmp_path, accelerator="cpu", devices=1).fit(_toy_module(), _loader())
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["global_step"] == 5  # not 3, the last periodic one
+
+    cfg.max_steps = 7
+    trainer = build_trainer(cfg, tmp_path, accelerator="cpu", devices=1)
+    trainer.fit(_toy_module(), _loader(), ckpt_path=resolve_resume(tmp_path, None))
+    assert trainer.global_step == 7
+    assert torch.load(last, weights_only=False)["global_step"] == 7

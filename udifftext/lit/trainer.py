@@ -82,6 +82,18 @@ class RankStreams(Callback):
         torch.manual_seed(launch_seed(self.seed, trainer.global_step, trainer.global_rank))
 
 
+class FinalCheckpoint(Callback):
+    """Writes last.ckpt when training stops between two periodic checkpoints (`max_steps` not a multiple of
+    `ckpt_every`): Lightning saves only on the period, and raising `max_steps` must resume from the final step."""
+
+    def __init__(self, path: Path, every: int):
+        self.path, self.every = path, every
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_step % self.every:
+            trainer.save_checkpoint(self.path)
+
+
 class Throughput(Callback):
     """Logs ``perf/samples_per_s``: training samples per wall-clock second over the last `every` batches."""
 
@@ -153,6 +165,7 @@ def build_trainer(
         LearningRateMonitor(logging_interval="step"),
         Throughput(train_cfg.log_every),
         RankStreams(train_cfg.seed),
+        FinalCheckpoint(out_dir / CHECKPOINT_DIR / LAST_CHECKPOINT, train_cfg.ckpt_every),
         *extra_callbacks,
     ]
     if train_cfg.keep_every:  # snapshots for learning curves: never pruned
