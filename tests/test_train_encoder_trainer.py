@@ -137,3 +137,7 @@ def test_a_run_that_stops_between_periodic_checkpoints_resumes_from_its_last_ste
     trainer.fit(_toy_module(), _loader(), ckpt_path=resolve_resume(tmp_path, None))
     assert trainer.global_step == 7
     assert torch.load(last, weights_only=False)["global_step"] == 7
+
+    cfg = TrainConfig(max_steps=2, ckpt_every=0, val_every=100, log_every=1)  # no periodic checkpoints at all
+    build_trainer(cfg, tmp_path / "unperiodic", accelerator="cpu", devices=1).fit(_toy_module(), _loader())
+    assert torch.load(tmp_path / "unperiodic/checkpoints/last.ckpt", weights_only=False)["global_step"] == 2

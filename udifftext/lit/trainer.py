@@ -83,14 +83,15 @@ class RankStreams(Callback):
 
 
 class FinalCheckpoint(Callback):
-    """Writes last.ckpt when training stops between two periodic checkpoints (`max_steps` not a multiple of
-    `ckpt_every`): Lightning saves only on the period, and raising `max_steps` must resume from the final step."""
+    """Writes last.ckpt when training stops off the checkpoint period (`max_steps` not a multiple of
+    `ckpt_every`, or `ckpt_every` 0: no periodic checkpoints): Lightning saves only on the period, and raising
+    `max_steps` must resume from the final step."""
 
     def __init__(self, path: Path, every: int):
         self.path, self.every = path, every
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.global_step % self.every:
+        if self.every < 1 or trainer.global_step % self.every:
             trainer.save_checkpoint(self.path)
 
 
