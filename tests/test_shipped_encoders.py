@@ -42,7 +42,7 @@ def test_a_shipped_char_encoder_loads_strictly_and_tells_texts_apart(name):
     assert (context[0, 3] - context[1, 3]).abs().max() > 0.1  # the differing character changes its token
 
 
-def test_the_second_recognizer_reads_heldout_crops_better_than_the_first():
+def test_each_recognizer_generation_reads_heldout_crops_better_than_the_one_before():
     from torch.utils.data import DataLoader
 
     from udifftext.config import DataConfig
@@ -51,8 +51,9 @@ def test_the_second_recognizer_reads_heldout_crops_better_than_the_first():
 
     batch = next(iter(DataLoader(heldout_word_crops(DataConfig(), 64), batch_size=64)))  # each crop rendered once
     with torch.no_grad():
-        first, second = (
+        first, second, third = (
             char_accuracy(shipped_recognizer(n).read(batch["word_crop"]), batch["text"])
-            for n in ("recognizer_small", "recognizer_small_v2")
+            for n in ("recognizer_small", "recognizer_small_v2", "recognizer_small_v3")
         )
     assert second >= 0.6 and second > first + 0.3, (first, second)
+    assert third >= 0.75 and third > second + 0.03, (second, third)
