@@ -6,7 +6,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from udifftext.config import DataConfig
-from udifftext.data.datasets import build_dataset, collate_batch
+from udifftext.data.datasets import build_dataset, collate_batch, crop_shape
 from udifftext.data.synth import SyntheticTextDataset
 from udifftext.data.words import load_words
 
@@ -15,16 +15,16 @@ KEYS = {"image", "mask", "masked_image", "text", "char_seg", "char_seg_mask", "b
 
 def check_contract(sample: dict, cfg: DataConfig) -> None:
     """Every source's samples must pass this (imported by the loader tests)."""
-    r, max_len = cfg.resolution, cfg.max_len
+    (h, w), max_len = crop_shape(cfg), cfg.max_len
     assert set(sample) == KEYS
-    assert sample["image"].shape == (3, r, r) and sample["image"].dtype == torch.float32
+    assert sample["image"].shape == (3, h, w) and sample["image"].dtype == torch.float32
     assert -1.0 <= sample["image"].min() and sample["image"].max() <= 1.0
     mask = sample["mask"]
-    assert mask.shape == (1, r, r) and set(mask.unique().tolist()) <= {0.0, 1.0} and mask.sum() > 0
+    assert mask.shape == (1, h, w) and set(mask.unique().tolist()) <= {0.0, 1.0} and mask.sum() > 0
     assert torch.equal(sample["masked_image"], sample["image"] * (1 - mask))
     text = sample["text"]
     assert isinstance(text, str) and cfg.min_len <= len(text) <= max_len and set(text) <= set(cfg.alphabet)
-    assert sample["char_seg"].shape == (max_len, r, r) and sample["char_seg"].dtype == torch.float32
+    assert sample["char_seg"].shape == (max_len, h, w) and sample["char_seg"].dtype == torch.float32
     assert set(sample["char_seg"].unique().tolist()) <= {0.0, 1.0}
     assert sample["char_seg"][len(text) :].sum() == 0
     assert sample["char_seg_mask"].tolist() == [1.0] * len(text) + [0.0] * (max_len - len(text))
@@ -108,6 +108,26 @@ def test_build_dataset_rejects_unknown_sources():
         build_dataset(DataConfig(source="coco"))
     with pytest.raises(ValueError, match="data.root"):
         build_dataset(DataConfig(source="icdar13"))
+    with pytest.raises(ValueError, match="crop_width"):
+        build_dataset(DataConfig(source="icdar13", root="data", crop_width=128))
+    with pytest.raises(ValueError, match="crop_width"):
+        build_dataset(DataConfig(crop_width=-1))
+
+
+def test_rectified_crops_are_upright_and_keep_long_words_large():
+    """crop_width: every sample is resolution x crop_width, the word's box is upright (its mask fills whole
+    rows between its top and bottom), its ink aligns per character, and the box's height is at least the share
+    of the crop that the margin leaves it, or the word fills the width."""
+    cfg = DataConfig(resolution=32, crop_width=128, length=16, split="heldout", word_crop_height=16, word_crop_width=64)
+    ds = build_dataset(cfg)
+    for i in range(10):
+        sample = ds[i]
+        check_contract(sample, cfg)
+        check_char_alignment(sample)
+        top, bottom, left, right = sample["bbox"].tolist()
+        box = sample["mask"][0, top:bottom, left:right]
+        assert box.mean() > 0.8  # upright: a rotated quad would leave its bounding box's corners empty
+        assert bottom - top >= 32 / (1 + 2 * cfg.crop_margin) - 3 or right - left >= 128 - 2 * cfg.crop_margin * 32 - 3
 
 
 def test_procedural_only_backgrounds(tiny_cfg):

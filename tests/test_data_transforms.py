@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from udifftext.data.render import fill_polygon
-from udifftext.data.transforms import compute_roi_crop
+from udifftext.data.transforms import compute_rectified_crop, compute_roi_crop, reading_direction
 
 
 def _image(h, w, seed=0):
@@ -89,3 +89,69 @@ def test_bad_inputs_name_the_argument():
     crop = compute_roi_crop((10, 10), (0, 5, 0, 5), 8)
     with pytest.raises(ValueError, match="generated"):
         crop.paste_back(np.zeros((10, 10, 3)), np.zeros((4, 4, 3)), np.ones((10, 10)))
+
+
+def _rotated_quad(angle_deg: float, centre=(200.0, 150.0), size=(120.0, 30.0)) -> np.ndarray:
+    """(4, 2) xy corners, clockwise from the top-left, of a w x h box rotated by angle (y down: clockwise)."""
+    rad = math.radians(angle_deg)
+    rot = np.array([[math.cos(rad), -math.sin(rad)], [math.sin(rad), math.cos(rad)]])
+    w, h = size
+    return np.array([[-w / 2, -h / 2], [w / 2, -h / 2], [w / 2, h / 2], [-w / 2, h / 2]]) @ rot.T + centre
+
+
+@pytest.mark.parametrize("angle", [0.0, 12.0, -30.0, 80.0])
+def test_rectified_crop_puts_the_box_upright_with_its_margin(angle):
+    """The quad maps to an axis-aligned box centred in the (h, w) crop, `margin` box heights from the top and
+    bottom (a short box) or from the sides (a long one); points map back exactly."""
+    quad = _rotated_quad(angle)
+    expected = angle if abs(angle) <= 45 else angle - 90  # read along the side nearer to horizontal
+    assert math.degrees(reading_direction(quad)) == pytest.approx(expected, abs=1e-3)
+    crop = compute_rectified_crop((300, 400), quad, (32, 256), margin=0.25)
+    mapped = crop.apply_points(quad)
+    np.testing.assert_allclose(crop.inverse_points(mapped), quad, atol=1e-9)
+    low, high = mapped.min(axis=0), mapped.max(axis=0)
+    np.testing.assert_allclose((low + high) / 2, (128, 16), atol=1e-6)
+    if abs(angle) <= 45:  # a 4:1 box in an 8:1 crop: its height decides the scale
+        np.testing.assert_allclose(low[1], 0.25 * (high[1] - low[1]), atol=1e-6)
+        assert high[0] - low[0] == pytest.approx(4 * (high[1] - low[1]))
+    else:  # read across: a 1:4 box, upright it stands tall, so its height decides too
+        assert high[1] - low[1] == pytest.approx(4 * (high[0] - low[0]))
+    long_crop = compute_rectified_crop((300, 400), _rotated_quad(angle, size=(300.0, 20.0)), (32, 128), 0.25)
+    long_box = long_crop.apply_points(_rotated_quad(angle, size=(300.0, 20.0)))
+    if abs(angle) <= 45:  # 15:1 in a 4:1 crop: the width decides, with a quarter box height at each end
+        width = long_box[:, 0].max() - long_box[:, 0].min()
+        assert long_box[:, 0].min() == pytest.approx(0.25 * width / 15, abs=1e-6)
+
+
+def test_rectified_crop_round_trip_and_paste_back():
+    """apply_image then paste_back reproduces a smooth image inside the mask and leaves every other pixel
+    bit-identical; the crop's mask is the upright box; torch tensors are accepted."""
+    yy, xx = np.mgrid[0:300, 0:400]
+    smooth = np.stack([xx * 0.5, yy * 0.7, (xx + yy) * 0.3], -1).astype(np.float32)  # (H, W, 3)
+    quad = _rotated_quad(15.0)
+    mask = fill_polygon(300, 400, quad)
+    crop = compute_rectified_crop((300, 400), quad, (48, 192), margin=0.25)
+    view = crop.apply_image(smooth)
+    assert view.shape == (48, 192, 3) and view.dtype == np.float32
+    crop_mask = crop.apply_mask(mask)
+    rows, cols = np.nonzero(crop_mask)
+    assert crop_mask[rows.min() + 1 : rows.max(), cols.min() + 1 : cols.max()].all()  # upright, no holes
+    out = crop.paste_back(smooth, view, mask, blend_width=0)
+    assert np.array_equal(out[mask == 0], smooth[mask == 0])
+    assert np.abs(out - smooth)[mask > 0].max() < 2.0  # one bilinear step there and back
+    image = _image(300, 400)
+    pasted = crop.paste_back(image, np.zeros((48, 192, 3), np.uint8), mask, blend_width=3)
+    assert np.array_equal(pasted[mask == 0], image[mask == 0]) and (pasted[mask > 0] < image[mask > 0]).mean() > 0.9
+    tensor = crop.paste_back(torch.from_numpy(smooth).permute(2, 0, 1), torch.zeros(3, 48, 192), torch.from_numpy(mask))
+    assert tensor.shape == (3, 300, 400) and torch.equal(tensor[:, mask == 0], torch.from_numpy(smooth[mask == 0]).T)
+    assert crop.describe()["angle"] == pytest.approx(15.0, abs=1e-3)
+
+
+def test_rectified_crop_bad_inputs_name_the_argument():
+    with pytest.raises(ValueError, match="out_hw"):
+        compute_rectified_crop((10, 10), (0, 5, 0, 5), (0, 8))
+    with pytest.raises(ValueError, match="margin"):
+        compute_rectified_crop((10, 10), (0, 5, 0, 5), (8, 32), margin=-0.1)
+    crop = compute_rectified_crop((10, 10), (0, 5, 0, 5), (8, 32))
+    with pytest.raises(ValueError, match="generated"):
+        crop.paste_back(np.zeros((10, 10, 3)), np.zeros((8, 8, 3)), np.ones((10, 10)))

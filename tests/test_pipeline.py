@@ -259,7 +259,7 @@ def test_region_crop_zooms_as_the_model_was_trained(tiny_cfg):
     mask[190:210, 160:240] = True  # 80 x 20 = 1 % of the image
     for ratio in (0.04, 0.25):
         cfg = replace(tiny_cfg, data=replace(tiny_cfg.data, crop_min_area_ratio=ratio))
-        crop_mask = UDiffTextPipeline.from_config(cfg)._roi(mask, R).apply_mask(mask)
+        crop_mask = UDiffTextPipeline.from_config(cfg)._roi(mask, (R, R)).apply_mask(mask)
         share = crop_mask.mean()
         assert share == pytest.approx(ratio, rel=0.25), (ratio, share)  # R = 32: coarse pixels
 
@@ -290,3 +290,23 @@ def test_glyph_canvas_follows_the_region_rotation(angle):
         ys, xs = np.nonzero(mask)
         box = glyph[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
         np.testing.assert_allclose(box, render_glyph("Hello world", *box.shape), atol=0.05)
+
+
+def test_rectified_model_samples_along_the_region():
+    """A model trained on rectified crops (data.crop_width) samples a tilted quad through the rotated window:
+    crops and heatmaps are h x w, the window follows the quad's angle, pixels outside the mask are kept, and a
+    larger resolution scales both sides (or is refused when the width would not fit the downsampling)."""
+    cfg = load_config(UNetStageConfig, "configs/unet/tiny.yaml", ["data.resolution=16", "data.crop_width=40"])
+    rect = UDiffTextPipeline.from_config(cfg)
+    scene = Image.fromarray(np.random.default_rng(1).integers(0, 256, (120, 200, 3), dtype=np.uint8))
+    region = parse_quad("30,40,150,60,146,82,26,62")  # about 9.5 degrees, clockwise on screen
+    out = rect(scene, [region], ["Hello"], FAST)
+    assert out.crops[0].size == (40, 16) and out.heatmaps[0].shape == (5, 16, 40)
+    window = out.record["regions"][0]["crop_window"]
+    assert window["angle"] == pytest.approx(np.degrees(np.arctan2(20, 120)), abs=1.0)
+    inside = region_mask(region, scene.size)
+    assert np.array_equal(np.asarray(scene)[~inside], np.asarray(out.image)[~inside])
+    assert (np.asarray(scene)[inside] != np.asarray(out.image)[inside]).mean() > 0.9
+    assert rect(scene, [region], ["Hello"], replace(FAST, resolution=32)).crops[0].size == (80, 32)
+    with pytest.raises(ValueError, match="crop width of 45"):
+        rect.check_inputs(scene, [region], ["Hello"], replace(FAST, resolution=18))

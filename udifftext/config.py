@@ -79,7 +79,7 @@ class DataConfig:
     source: str = "synthetic"  # synthetic | folder | synthtext | laion_ocr | icdar13 | textseg
     root: str = ""  # dataset folder for every source but `synthetic`
     split: str = "train"  # train | heldout (synthetic) / the dataset's own split names
-    resolution: int = 512  # model resolution H = W
+    resolution: int = 512  # model resolution: the crop's height, and its width unless crop_width is set
     alphabet: str = DEFAULT_ALPHABET
     min_len: int = 1
     max_len: int = 12
@@ -103,6 +103,8 @@ class DataConfig:
     )
     words_per_image: list[int] = field(default_factory=lambda: [1, 3])  # inclusive range
     crop_min_area_ratio: float = 0.04  # crop around boxes smaller than this share of the image
+    crop_width: int = 0  # 0: square crops (upstream); > 0: rectified crops, `resolution` high, this wide
+    crop_margin: float = 0.25  # rectified crops: context on every side, in units of the text box's height
     min_box_ratio: float = 0.0  # skip samples whose box is smaller than this share of the image
     seg_min_ratio: float = 0.001  # skip samples whose mean character area is below this share (upstream)
     word_crop_height: int = 32

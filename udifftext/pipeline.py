@@ -3,7 +3,8 @@
 `__call__` runs these steps for every region, one after another on the updated image:
 
 1. check inputs (image to RGB, regions to masks, texts against the alphabet, the sampling config);
-2. crop a square around the region (upstream's ROI crop) and resize it to the sampling resolution
+2. crop a square around the region (upstream's ROI crop), or a rotated window along the text for models
+   trained on rectified crops (`data.crop_width`), and resize it to the sampling size
    (`SampleConfig.resolution`, by default the model's own);
 3. encode the text, the masked crop and the mask (+ the rendered glyph for glyph-channel models);
 4. choose the initial noise: the best of K candidates by L_aae after a short guided run (noise selection);
@@ -40,8 +41,8 @@ class SampleOutput:
     """What one `__call__` returns; `record` is JSON-serialisable."""
 
     image: Image.Image  # the full image with every region inpainted
-    crops: list[Image.Image]  # per region: the generated crop at the sampling resolution
-    heatmaps: list[np.ndarray | None]  # per region: (len(text), R, R) in [0, 1], None when not captured
+    crops: list[Image.Image]  # per region: the generated crop at the sampling size
+    heatmaps: list[np.ndarray | None]  # per region: (len(text), h, w) in [0, 1], None when not captured
     record: dict[str, Any] = field(default_factory=dict)
 
 
@@ -65,7 +66,7 @@ def check_sample_config(cfg: SampleConfig) -> None:
 
 
 def glyph_canvas(text: str, mask: np.ndarray) -> np.ndarray:
-    """The text rendered (`render_glyph`) into the mask's minimum-area rectangle (R, R); zeros elsewhere.
+    """The text rendered (`render_glyph`) into the mask's minimum-area rectangle (h, w); zeros elsewhere.
 
     The rectangle follows the region's rotation, so a tilted word gets a tilted glyph rather than one
     stretched over its axis-aligned bounds. Its baseline is the side nearer to horizontal, pointing right:
@@ -158,7 +159,7 @@ class UDiffTextPipeline:
 
     @property
     def resolution(self) -> int:
-        """Model (training) resolution: by default every region is cropped and resized to R x R."""
+        """Model (training) resolution: the crop's height (and width, unless the model is rectified)."""
         return self.cfg.data.resolution
 
     @property
@@ -176,6 +177,20 @@ class UDiffTextPipeline:
                 f"{self.size_multiple} for this model, got {cfg.resolution}"
             )
         return resolution
+
+    def sampling_shape(self, cfg: SampleConfig) -> tuple[int, int]:
+        """(h, w) of the sampling crop: the resolution squared, or for a rectified model the resolution high and
+        as wide as the training crop's aspect makes it."""
+        resolution = self.sampling_resolution(cfg)
+        if not self.cfg.data.crop_width:
+            return resolution, resolution
+        width = resolution * self.cfg.data.crop_width / self.resolution
+        if width % self.size_multiple:
+            raise ValueError(
+                f"resolution {resolution} gives a crop width of {width:g} for this {self.resolution}x"
+                f"{self.cfg.data.crop_width} model, not a multiple of {self.size_multiple}"
+            )
+        return resolution, int(width)
 
     # ------------------------------------------------------------------ step 1
 
@@ -202,24 +217,33 @@ class UDiffTextPipeline:
             if not text:
                 raise ValueError("text must have at least one character, got ''")
             self.text_encoder.tokenizer.validate(text)
-        resolution = self.sampling_resolution(cfg)
+        shape = self.sampling_shape(cfg)
         masks = [region_mask(region, image.size, i) for i, region in enumerate(regions)]
         for i, mask in enumerate(masks):
-            if not self._roi(mask, resolution).apply_mask(mask).any():
-                raise ValueError(f"region {i} is too thin: nothing of it is left at resolution {resolution}")
+            if not self._roi(mask, shape).apply_mask(mask).any():
+                raise ValueError(f"region {i} is too thin: nothing of it is left at sampling size {shape}")
         return image, masks
 
-    def _roi(self, mask: np.ndarray, resolution: int) -> Any:
-        """Upstream's crop around the mask's bounding box (udifftext/data/transforms.py), zoomed as in training.
+    def _roi(self, mask: np.ndarray, shape: tuple[int, int]) -> Any:
+        """The crop the model was trained on (udifftext/data/transforms.py), fitted to the mask.
 
-        The zoom threshold is the model's own `data.crop_min_area_ratio`: a model trained on crops where the
-        word fills a quarter of the window must be shown such crops, not upstream's 4 % windows.
+        Square models get upstream's crop around the mask's bounding box, zoomed with the model's own
+        `data.crop_min_area_ratio` (a model trained on crops where the word fills a quarter of the window must be
+        shown such crops, not upstream's 4 % windows); rectified models the rotated window around the mask's
+        pixels with the model's `data.crop_margin`.
         """
-        from udifftext.data.transforms import compute_roi_crop
+        import cv2
 
+        from udifftext.data.transforms import compute_rectified_crop, compute_roi_crop
+
+        if self.cfg.data.crop_width:
+            contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+            pixels = np.concatenate([c.reshape(-1, 2) for c in contours])  # (N, 2) xy of the boundary pixels
+            corners = (pixels[:, None] + np.array([[0, 0], [1, 0], [0, 1], [1, 1]])).reshape(-1, 2)  # pixel edges
+            return compute_rectified_crop(mask.shape, corners, shape, self.cfg.data.crop_margin)
         ys, xs = np.nonzero(mask)
         box = (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1)
-        return compute_roi_crop(mask.shape, box, resolution, self.cfg.data.crop_min_area_ratio)
+        return compute_roi_crop(mask.shape, box, shape[0], self.cfg.data.crop_min_area_ratio)
 
     # ------------------------------------------------------------------ steps 2-6
 
@@ -263,10 +287,10 @@ class UDiffTextPipeline:
         timings = {}
         tick = time.perf_counter()
         # 2. crop around the region
-        resolution = self.sampling_resolution(cfg)
-        roi = self._roi(mask, resolution)
-        crop_mask = roi.apply_mask(mask)  # (R, R) uint8
-        crop = roi.apply_image(canvas)  # (R, R, 3) uint8
+        crop_hw = self.sampling_shape(cfg)
+        roi = self._roi(mask, crop_hw)
+        crop_mask = roi.apply_mask(mask)  # (h, w) uint8
+        crop = roi.apply_image(canvas)  # (h, w, 3) uint8
         # 3. encode
         cond = ablate(self._condition(crop, crop_mask, text), cfg.ablate)
         timings["prepare_s"] = time.perf_counter() - tick
@@ -285,15 +309,15 @@ class UDiffTextPipeline:
         timings["denoise_s"] = time.perf_counter() - tick
         # 6. decode and paste back
         tick = time.perf_counter()
-        decoded = self.first_stage.decode(z).clamp(-1, 1)[0]  # (3, R, R)
+        decoded = self.first_stage.decode(z).clamp(-1, 1)[0]  # (3, h, w)
         generated = ((decoded.permute(1, 2, 0).float().cpu().numpy() + 1) * 127.5).round().astype(np.uint8)
         canvas = roi.paste_back(canvas, generated, mask, cfg.blend_width)  # (H, W, 3) uint8
         heat = None
         if heat_maps is not None:
-            heat = character_heatmaps(heat_maps, len(text), (resolution, resolution))
+            heat = character_heatmaps(heat_maps, len(text), crop_hw)
         timings["decode_s"] = time.perf_counter() - tick
         record = {
-            "crop_window": list(roi.window),
+            "crop_window": roi.describe(),
             "noise_selection": selection,
             "refinement": refinement,
             "timings": {k: round(v, 4) for k, v in timings.items()},
@@ -303,12 +327,12 @@ class UDiffTextPipeline:
     def _condition(self, crop: np.ndarray, crop_mask: np.ndarray, text: str) -> Conditioning:
         """Step 3: context, masked-image latent, working-size mask and glyph for one crop."""
         device = self.device
-        image = torch.from_numpy(crop).permute(2, 0, 1)[None].float().div(127.5).sub(1).to(device)  # (1, 3, R, R)
-        mask = torch.from_numpy(crop_mask)[None, None].float().to(device)  # (1, 1, R, R)
+        image = torch.from_numpy(crop).permute(2, 0, 1)[None].float().div(127.5).sub(1).to(device)  # (1, 3, h, w)
+        mask = torch.from_numpy(crop_mask)[None, None].float().to(device)  # (1, 1, h, w)
         masked = self.first_stage.encode(image * (1 - mask))  # (1, C, h, w)
         glyph = None
         if self.cfg.unet.glyph_channel:
-            drawn = torch.from_numpy(glyph_canvas(text, crop_mask))[None, None].to(device)  # (1, 1, R, R)
+            drawn = torch.from_numpy(glyph_canvas(text, crop_mask))[None, None].to(device)  # (1, 1, h, w)
             glyph = self.first_stage.resize_mask(drawn)  # (1, 1, h, w)
         context = self.text_encoder.encode_text([text])  # (1, L, W)
         char_mask = torch.zeros(1, self.cfg.text_encoder.max_len, device=device)  # (1, L)

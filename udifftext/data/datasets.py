@@ -1,14 +1,15 @@
 """The batch contract, dataset dispatch and collation: every source gives the same sample dict.
 
-One sample, at the model resolution R = cfg.resolution, L = cfg.max_len:
+One sample, at the model size (h, w) = `crop_shape(cfg)` (R x R with R = cfg.resolution, or R x cfg.crop_width
+for rectified crops), L = cfg.max_len:
 
 | key | shape, dtype | meaning |
 |---|---|---|
-| `image` | (3, R, R) float32 in [-1, 1] | the view through the crop around the text (`transforms.RoiCrop`) |
-| `mask` | (1, R, R) float32 in {0, 1} | 1 = region to generate: the text polygon (or box), filled |
-| `masked_image` | (3, R, R) float32 | `image * (1 - mask)` |
+| `image` | (3, h, w) float32 in [-1, 1] | the view through the crop around the text (`transforms.py`) |
+| `mask` | (1, h, w) float32 in {0, 1} | 1 = region to generate: the text polygon (or box), filled |
+| `masked_image` | (3, h, w) float32 | `image * (1 - mask)` |
 | `text` | str | 1..L characters of cfg.alphabet (upstream: `string.printable[:-6]`, case-sensitive) |
-| `char_seg` | (L, R, R) float32 in {0, 1} | map j = pixels of the j-th character; zero maps for padding positions |
+| `char_seg` | (L, h, w) float32 in {0, 1} | map j = pixels of the j-th character; zero maps for padding positions |
 | `char_seg_mask` | (L,) float32 | 1 for the len(text) real character positions, 0 for padding |
 | `bbox` | (4,) int64 | mask box (top, bottom, left, right), end-exclusive: `image[:, top:bottom, left:right]` |
 | `word_crop` | (1, h, w) float32 in [0, 1] | grayscale `image[bbox]` stretched to (word_crop_height, word_crop_width) |
@@ -36,7 +37,7 @@ from torch.utils.data import Dataset
 
 from udifftext.config import DataConfig
 from udifftext.data.render import fill_polygon, resize
-from udifftext.data.transforms import RoiCrop, compute_roi_crop
+from udifftext.data.transforms import RectifiedCrop, RoiCrop, compute_rectified_crop, compute_roi_crop
 
 SOURCES = ("synthetic", "folder", "synthtext", "laion_ocr", "icdar13", "textseg")
 NO_ZOOM = 1e-12  # a min_area_ratio that no box falls below
@@ -74,6 +75,20 @@ def read_image(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def crop_shape(cfg: DataConfig) -> tuple[int, int]:
+    """The model's (h, w): square R x R, or R x crop_width for rectified crops."""
+    if cfg.crop_width < 0:
+        raise ValueError(f"data.crop_width must be >= 0 (0 = square crops), got {cfg.crop_width}")
+    return cfg.resolution, cfg.crop_width or cfg.resolution
+
+
+def compute_crop(image_hw: tuple[int, int], polygon: np.ndarray, cfg: DataConfig) -> RoiCrop | RectifiedCrop:
+    """The crop this config trains on: upstream's square window, or the rectified window when crop_width > 0."""
+    if cfg.crop_width:
+        return compute_rectified_crop(image_hw, polygon, crop_shape(cfg), cfg.crop_margin)
+    return compute_roi_crop(image_hw, polygon, cfg.resolution, cfg.crop_min_area_ratio)
+
+
 def roi_view(
     image: np.ndarray, polygon: np.ndarray, cfg: DataConfig, zoom: bool = True
 ) -> tuple[RoiCrop, np.ndarray, np.ndarray]:
@@ -101,18 +116,18 @@ def first_existing(candidates: list[Path]) -> Path:
 
 
 def make_sample(image: np.ndarray, mask: np.ndarray, char_seg: np.ndarray | None, text: str, cfg: DataConfig) -> dict:
-    """Assemble the contract dict from model-resolution numpy arrays.
+    """Assemble the contract dict from model-size numpy arrays, (h, w) = `crop_shape(cfg)`.
 
-    image (R, R, 3) float in [0, 1] or uint8; mask (R, R) binary; char_seg (len(text), R, R) binary or
+    image (h, w, 3) float in [0, 1] or uint8; mask (h, w) binary; char_seg (len(text), h, w) binary or
     None (no character masks). Raises SkipSample("empty_mask") when the mask has no pixel.
     """
-    r, max_len = cfg.resolution, cfg.max_len
-    if image.shape != (r, r, 3):
-        raise ValueError(f"image must be ({r}, {r}, 3), got {image.shape}")
+    (h, w), max_len = crop_shape(cfg), cfg.max_len
+    if image.shape != (h, w, 3):
+        raise ValueError(f"image must be ({h}, {w}, 3), got {image.shape}")
     if len(text) > max_len:
         raise ValueError(f"text longer than max_len={max_len}: '{text}' ({len(text)} chars)")
-    if char_seg is not None and char_seg.shape != (len(text), r, r):
-        raise ValueError(f"char_seg must be ({len(text)}, {r}, {r}), got {char_seg.shape}")
+    if char_seg is not None and char_seg.shape != (len(text), h, w):
+        raise ValueError(f"char_seg must be ({len(text)}, {h}, {w}), got {char_seg.shape}")
     image = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else np.clip(image, 0, 1).astype(np.float32)
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     if rows.size == 0:
@@ -121,16 +136,16 @@ def make_sample(image: np.ndarray, mask: np.ndarray, char_seg: np.ndarray | None
     gray = cv2.cvtColor(np.ascontiguousarray(image[top:bottom, left:right]), cv2.COLOR_RGB2GRAY)
     word_crop = np.clip(resize(gray, cfg.word_crop_height, cfg.word_crop_width), 0.0, 1.0)
 
-    image = np.ascontiguousarray(image.transpose(2, 0, 1)) * 2 - 1  # (3, R, R) in [-1, 1]
-    keep = (mask == 0).astype(np.float32)  # (R, R)
-    seg = np.zeros((max_len, r, r), np.float32)  # (L, R, R)
+    image = np.ascontiguousarray(image.transpose(2, 0, 1)) * 2 - 1  # (3, h, w) in [-1, 1]
+    keep = (mask == 0).astype(np.float32)  # (h, w)
+    seg = np.zeros((max_len, h, w), np.float32)  # (L, h, w)
     if char_seg is not None:
         seg[: len(text)] = char_seg
     seg_mask = np.zeros(max_len, np.float32)  # (L,)
     seg_mask[: len(text)] = 1
     return {
         "image": torch.from_numpy(image),
-        "mask": torch.from_numpy(1 - keep)[None],  # (1, R, R)
+        "mask": torch.from_numpy(1 - keep)[None],  # (1, h, w)
         "masked_image": torch.from_numpy(image * keep),
         "text": text,
         "char_seg": torch.from_numpy(seg),
@@ -182,6 +197,9 @@ def build_dataset(cfg: DataConfig) -> Dataset:
     """The dataset named by cfg.source (and cfg.split); each module is imported only when used."""
     if cfg.source not in SOURCES:
         raise ValueError(f"data.source must be one of {SOURCES}, got '{cfg.source}'")
+    crop_shape(cfg)
+    if cfg.crop_width and cfg.source != "synthetic":
+        raise ValueError(f"data.crop_width (rectified crops) needs source 'synthetic', got '{cfg.source}'")
     if cfg.source == "synthetic":
         from udifftext.data.synth import SyntheticTextDataset
 

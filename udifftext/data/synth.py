@@ -16,9 +16,8 @@ from torch.utils.data import Dataset
 
 from udifftext.config import DataConfig
 from udifftext.data.backgrounds import BackgroundSampler
-from udifftext.data.datasets import make_sample
+from udifftext.data.datasets import compute_crop, crop_shape, make_sample
 from udifftext.data.render import RenderedWord, fill_polygon, ink_box, render_glyph, render_word, resize
-from udifftext.data.transforms import compute_roi_crop
 from udifftext.data.words import SYNTHETIC_SPLITS, TextSampler, check_split, split_fonts
 
 __all__ = ["SyntheticTextDataset", "WordCropDataset", "render_glyph"]
@@ -245,33 +244,34 @@ class SyntheticTextDataset(Dataset):
         scene = np.clip(np.rint(scene), 0, 255).astype(np.uint8)  # 8-bit like any photo: a PNG reloads identically
 
         polygon = _warp_points(target.homography, _quad(target.word, POLYGON_PAD * target.drawn.size))
-        crop = compute_roi_crop((height, width), polygon, cfg.resolution, cfg.crop_min_area_ratio)
-        image = crop.apply_image(scene)  # (R, R, 3)
-        mask = fill_polygon(cfg.resolution, cfg.resolution, crop.apply_points(polygon))  # (R, R)
-        char_seg = char_masks(target.word, crop.matrix @ target.homography, cfg.resolution)
+        crop = compute_crop((height, width), polygon, cfg)
+        image = crop.apply_image(scene)  # (h, w, 3)
+        mask = fill_polygon(*crop_shape(cfg), crop.apply_points(polygon))  # (h, w)
+        char_seg = char_masks(target.word, crop.matrix @ target.homography, crop_shape(cfg))
         return SceneSample(image, mask, char_seg, target.drawn.text, crop.apply_points(polygon))
 
 
 @dataclass
 class SceneSample:
-    image: np.ndarray  # (R, R, 3) uint8
-    mask: np.ndarray  # (R, R) uint8, the filled polygon
-    char_seg: np.ndarray  # (len(text), R, R) bool
+    image: np.ndarray  # (h, w, 3) uint8
+    mask: np.ndarray  # (h, w) uint8, the filled polygon
+    char_seg: np.ndarray  # (len(text), h, w) bool
     text: str
     polygon: np.ndarray  # (4, 2) xy in model coordinates, clockwise from the word's top-left
 
 
-def char_masks(word: RenderedWord, homography: np.ndarray, resolution: int) -> np.ndarray:
-    """Each character's ink warped by `homography` (word canvas -> model xy), thresholded: (L, R, R) bool.
+def char_masks(word: RenderedWord, homography: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Each character's ink warped by `homography` (word canvas -> model xy), thresholded: (L, h, w) bool.
 
     Warps only the word's bounding box; when the warp shrinks, the ink is blurred first so thin strokes
     average into grey (as area resizing of the image does) instead of vanishing between samples.
     """
     h, w = word.alpha.shape
     corners = _warp_points(homography, np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32))
-    left, top = np.clip(np.floor(corners.min(axis=0)).astype(int), 0, resolution)
-    right, bottom = np.clip(np.ceil(corners.max(axis=0)).astype(int), 0, resolution)
-    out = np.zeros((len(word.char_alphas), resolution, resolution), bool)  # (L, R, R)
+    height, width = shape
+    left, top = np.clip(np.floor(corners.min(axis=0)).astype(int), 0, (width, height))
+    right, bottom = np.clip(np.ceil(corners.max(axis=0)).astype(int), 0, (width, height))
+    out = np.zeros((len(word.char_alphas), height, width), bool)  # (L, h, w)
     if right <= left or bottom <= top:
         return out
     warp = _shift(-left, -top) @ pixel_warp(homography)
