@@ -116,18 +116,7 @@ class RoiCrop:
         """
         if blend_width < 0:
             raise ValueError(f"blend_width must be >= 0, got {blend_width}")
-        as_torch = type(original).__module__.startswith("torch")
-        if as_torch:
-            result = self._paste_numpy(
-                original.detach().cpu().permute(1, 2, 0).numpy(),
-                generated.detach().cpu().permute(1, 2, 0).numpy(),
-                mask.detach().cpu().numpy(),
-                blend_width,
-            )
-            import torch
-
-            return torch.from_numpy(result).permute(2, 0, 1).to(original.device)  # (C, H, W)
-        return self._paste_numpy(np.asarray(original), np.asarray(generated), np.asarray(mask), blend_width)
+        return _paste_torch_or_numpy(self._paste_numpy, original, generated, mask, blend_width)
 
     def _paste_numpy(self, original: np.ndarray, generated: np.ndarray, mask: np.ndarray, blend_width: int):
         height, width = self.image_hw
@@ -284,17 +273,7 @@ class RectifiedCrop:
         the window, the original pixels stay bit-identical."""
         if blend_width < 0:
             raise ValueError(f"blend_width must be >= 0, got {blend_width}")
-        if type(original).__module__.startswith("torch"):
-            import torch
-
-            result = self._paste_numpy(
-                original.detach().cpu().permute(1, 2, 0).numpy(),
-                generated.detach().cpu().permute(1, 2, 0).numpy(),
-                mask.detach().cpu().numpy(),
-                blend_width,
-            )
-            return torch.from_numpy(result).permute(2, 0, 1).to(original.device)  # (C, H, W)
-        return self._paste_numpy(np.asarray(original), np.asarray(generated), np.asarray(mask), blend_width)
+        return _paste_torch_or_numpy(self._paste_numpy, original, generated, mask, blend_width)
 
     def _paste_numpy(self, original: np.ndarray, generated: np.ndarray, mask: np.ndarray, blend_width: int):
         height, width = self.image_hw
@@ -361,3 +340,18 @@ def compute_rectified_crop(
     matrix[:2, :2] = scale * rotate
     matrix[:2, 2] = np.array([out_w / 2, out_h / 2]) - scale * centre
     return RectifiedCrop((height, width), (out_h, out_w), matrix)
+
+
+def _paste_torch_or_numpy(paste_numpy, original, generated, mask, blend_width: int):
+    """Run a crop's numpy paste on numpy/PIL inputs, or on (C, H, W) tensors and return a tensor on their device."""
+    if type(original).__module__.startswith("torch"):
+        import torch
+
+        result = paste_numpy(
+            original.detach().cpu().permute(1, 2, 0).numpy(),
+            generated.detach().cpu().permute(1, 2, 0).numpy(),
+            mask.detach().cpu().numpy(),
+            blend_width,
+        )
+        return torch.from_numpy(result).permute(2, 0, 1).to(original.device)  # (C, H, W)
+    return paste_numpy(np.asarray(original), np.asarray(generated), np.asarray(mask), blend_width)
