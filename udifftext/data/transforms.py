@@ -114,8 +114,6 @@ class RoiCrop:
         original image. Inside it, the blend weight rises from 1/blend_width at the edge to 1 at
         `blend_width` px deep (blend_width=0: a hard paste).
         """
-        if blend_width < 0:
-            raise ValueError(f"blend_width must be >= 0, got {blend_width}")
         return _paste_torch_or_numpy(self._paste_numpy, original, generated, mask, blend_width)
 
     def _paste_numpy(self, original: np.ndarray, generated: np.ndarray, mask: np.ndarray, blend_width: int):
@@ -271,8 +269,6 @@ class RectifiedCrop:
     def paste_back(self, original: Any, generated: Any, mask: Any, blend_width: int = 3) -> Any:
         """As `RoiCrop.paste_back`: `generated` is (h, w, C) (or (C, h, w) tensors); outside `mask`, and outside
         the window, the original pixels stay bit-identical."""
-        if blend_width < 0:
-            raise ValueError(f"blend_width must be >= 0, got {blend_width}")
         return _paste_torch_or_numpy(self._paste_numpy, original, generated, mask, blend_width)
 
     def _paste_numpy(self, original: np.ndarray, generated: np.ndarray, mask: np.ndarray, blend_width: int):
@@ -344,6 +340,8 @@ def compute_rectified_crop(
 
 def _paste_torch_or_numpy(paste_numpy, original, generated, mask, blend_width: int):
     """Run a crop's numpy paste on numpy/PIL inputs, or on (C, H, W) tensors and return a tensor on their device."""
+    if blend_width < 0:
+        raise ValueError(f"blend_width must be >= 0, got {blend_width}")
     if type(original).__module__.startswith("torch"):
         import torch
 
