@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -158,6 +159,38 @@ def test_glyph_ink_prob_feeds_the_targets_own_ink(tmp_path, ink_prob):
     )
     assert ink.sum() > 0 and not torch.equal(ink, render[:, None])
     torch.testing.assert_close(seen[0], ink if ink_prob else render[:, None])
+
+
+def test_glyph_drop_prob_one_makes_a_token_only_twin(tmp_path):
+    """glyph_drop_prob=1 empties the glyph in training (ink included), in validation sampling and in the exported
+    pipeline, so a glyph model fine-tuned this way is judged on its text path alone."""
+    from udifftext.lit.unet_module import LitUDiffText, export_pipeline
+    from udifftext.pipeline import UDiffTextPipeline
+
+    overrides = ["unet.glyph_channel=true", "unet.in_channels=8", "unet.glyph_ink_prob=1.0"]
+    batch = None
+    for drop, empty in ((0.0, False), (1.0, True)):
+        module = LitUDiffText(tiny(tmp_path, *overrides, f"unet.glyph_drop_prob={drop}"))
+        batch = batch or next(iter(torch.utils.data.DataLoader(_dataset(module.cfg), 2, collate_fn=_collate())))
+        seen = []
+        forward = module.unet.forward
+        module.unet.forward = lambda *args, forward=forward, seen=seen: seen.append(args[5]) or forward(*args)
+        module.losses(batch, torch.Generator().manual_seed(0))
+        module.cfg.val_steps = 1
+        module.sample(batch, torch.Generator().manual_seed(0))
+        assert len(seen) >= 2 and all(bool(g.abs().sum() == 0) == empty for g in seen), drop
+    pipe = UDiffTextPipeline.from_pretrained(export_pipeline(module, tmp_path / "twin"))
+    crop_mask = np.zeros((32, 32), bool)
+    crop_mask[10:20, 4:28] = True
+    cond = pipe._condition(np.full((32, 32, 3), 128, np.uint8), crop_mask, "ab")
+    assert cond.glyph.shape[1] == 1 and cond.glyph.abs().sum() == 0
+
+
+def test_glyph_drop_prob_needs_the_glyph_channel(tmp_path):
+    from udifftext.lit.unet_module import LitUDiffText
+
+    with pytest.raises(ValueError, match="glyph_drop_prob"):
+        LitUDiffText(tiny(tmp_path, "unet.glyph_drop_prob=1.0"))
 
 
 def test_rectified_crops_train_and_export(tmp_path):

@@ -160,8 +160,14 @@ class UNetConfig:
     stem_factor: int = 2
     glyph_channel: bool = False  # add the target text rendered in a plain font as an input channel
     glyph_ink_prob: float = 0.0  # losses only (never sampling): share of glyphs that are the target's own ink
+    glyph_drop_prob: float = 0.0  # losses only: share of samples with an empty glyph (1: a token-only twin)
     base_weights: str = ""  # diffusers folder or 512-inpainting-ema.ckpt; "" = random initialisation
     mode: str = "udifftext"  # udifftext: new char cross-attention | base: text-free inpainting
+
+    @property
+    def samples_with_glyph(self) -> bool:
+        """Whether sampling draws the glyph; a model trained only on empty glyphs (drop 1) is sampled on one too."""
+        return self.glyph_channel and self.glyph_drop_prob < 1
 
 
 @dataclass

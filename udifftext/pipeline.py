@@ -333,7 +333,7 @@ class UDiffTextPipeline:
         glyph = None
         if self.cfg.unet.glyph_channel:
             drawn = torch.from_numpy(glyph_canvas(text, crop_mask))[None, None].to(device)  # (1, 1, h, w)
-            glyph = self.first_stage.resize_mask(drawn)  # (1, 1, h, w)
+            glyph = self.first_stage.resize_mask(drawn) * self.cfg.unet.samples_with_glyph  # (1, 1, h, w)
         context = self.text_encoder.encode_text([text])  # (1, L, W)
         char_mask = torch.zeros(1, self.cfg.text_encoder.max_len, device=device)  # (1, L)
         char_mask[0, : len(text)] = 1
@@ -380,7 +380,8 @@ class UDiffTextPipeline:
 def ablate(cond: Conditioning, what: str) -> Conditioning:
     """`cond` without one input, to measure what each path contributes: "text" puts the null context in place of
     the char encoder's (the unconditional branch of CFG, which training sees at `uncond_prob`), "glyph" empties
-    the glyph channel (never seen in training: a model that ignores the glyph is unchanged by it)."""
+    the glyph channel (unseen in training unless `unet.glyph_drop_prob` > 0: a model that ignores the glyph is
+    unchanged by it)."""
     if what == "text":
         return replace(cond, context=cond.null_context)
     if what == "glyph":

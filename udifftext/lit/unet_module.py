@@ -96,6 +96,9 @@ class LitUDiffText(pl.LightningModule):
         ink = cfg.unet.glyph_ink_prob
         if not 0 <= ink <= 1 or (ink > 0 and not cfg.unet.glyph_channel):
             raise ValueError(f"unet.glyph_ink_prob must be in [0, 1] and needs unet.glyph_channel, got {ink}")
+        drop = cfg.unet.glyph_drop_prob
+        if not 0 <= drop <= 1 or (drop > 0 and not cfg.unet.glyph_channel):
+            raise ValueError(f"unet.glyph_drop_prob must be in [0, 1] and needs unet.glyph_channel, got {drop}")
         self.cfg = cfg
         self.text_mode = cfg.unet.mode == "udifftext"
         self.unet = build_unet(cfg)
@@ -201,6 +204,9 @@ class LitUDiffText(pl.LightningModule):
         rand = dict(device=x0.device, generator=generator)
         if cond["glyph"] is not None and cfg.unet.glyph_ink_prob > 0:
             cond["glyph"] = self._ink_glyphs(batch, cond["glyph"], torch.rand(B, **rand) < cfg.unet.glyph_ink_prob)
+        if cond["glyph"] is not None and cfg.unet.glyph_drop_prob > 0:
+            keep = torch.rand(B, **rand) >= cfg.unet.glyph_drop_prob  # (B,)
+            cond["glyph"] = cond["glyph"] * keep[:, None, None, None]
         drop = torch.rand(B, **rand) < cfg.diffusion.uncond_prob  # (B,)
         context = self._context(batch["text"], drop)
         noise = torch.randn(x0.shape, dtype=x0.dtype, **rand)  # (B, C, h, w)
@@ -305,6 +311,8 @@ class LitUDiffText(pl.LightningModule):
 
         cfg = self.cfg
         cond = self._condition(batch)
+        if cond["glyph"] is not None and not cfg.unet.samples_with_glyph:
+            cond["glyph"] = torch.zeros_like(cond["glyph"])
         B = len(batch["text"])
         context = self._context(batch["text"], None)
         null = self.text_encoder.null_context(B) if self.text_mode else None
