@@ -128,23 +128,11 @@ class RoiCrop:
             raise ValueError(f"mask must be {self.image_hw}, got {mask.shape}")
         y0, x0, side = self.window
         full = resize(generated.astype(np.float32), side, side).reshape(side, side, *generated.shape[2:])
-        inside = (mask > 0.5).astype(np.uint8)
-        if blend_width > 0:
-            dist = cv2.distanceTransform(inside, cv2.DIST_L2, 3)  # px to the nearest unmasked pixel
-            weight = np.clip(dist / blend_width, 0.0, 1.0)
-        else:
-            weight = inside.astype(np.float32)
+        weight = _blend_weight(mask, blend_width)
         ys, xs = np.nonzero(weight > 0)
         keep = (ys >= y0) & (ys < y0 + side) & (xs >= x0) & (xs < x0 + side)  # the crop covers these
         ys, xs = ys[keep], xs[keep]
-        w = weight[ys, xs].reshape(-1, *([1] * (original.ndim - 2)))
-        blended = original[ys, xs].astype(np.float32) * (1 - w) + full[ys - y0, xs - x0] * w
-        if np.issubdtype(original.dtype, np.integer):
-            info = np.iinfo(original.dtype)
-            blended = np.clip(np.rint(blended), info.min, info.max)
-        out = original.copy()
-        out[ys, xs] = blended.astype(original.dtype)
-        return out
+        return _blend_into(original, ys, xs, full[ys - y0, xs - x0], weight[ys, xs])
 
 
 def compute_roi_crop(
@@ -285,22 +273,10 @@ class RectifiedCrop:
         full = cv2.warpAffine(generated.astype(np.float32), affine, (width, height), flags=inverse)
         full = full.reshape(height, width, *generated.shape[2:])
         covered = cv2.warpAffine(np.ones(self.out_hw, np.float32), affine, (width, height), flags=inverse)
-        inside = (mask > 0.5).astype(np.uint8)
-        if blend_width > 0:
-            dist = cv2.distanceTransform(inside, cv2.DIST_L2, 3)  # px to the nearest unmasked pixel
-            weight = np.clip(dist / blend_width, 0.0, 1.0)
-        else:
-            weight = inside.astype(np.float32)
+        weight = _blend_weight(mask, blend_width)
         weight = weight * (covered > 0.999)  # the window's own edge: bilinear there mixes in zeros
         ys, xs = np.nonzero(weight > 0)
-        w = weight[ys, xs].reshape(-1, *([1] * (original.ndim - 2)))
-        blended = original[ys, xs].astype(np.float32) * (1 - w) + full[ys, xs] * w
-        if np.issubdtype(original.dtype, np.integer):
-            info = np.iinfo(original.dtype)
-            blended = np.clip(np.rint(blended), info.min, info.max)
-        out = original.copy()
-        out[ys, xs] = blended.astype(original.dtype)
-        return out
+        return _blend_into(original, ys, xs, full[ys, xs], weight[ys, xs])
 
 
 def compute_rectified_crop(
@@ -353,3 +329,24 @@ def _paste_torch_or_numpy(paste_numpy, original, generated, mask, blend_width: i
         )
         return torch.from_numpy(result).permute(2, 0, 1).to(original.device)  # (C, H, W)
     return paste_numpy(np.asarray(original), np.asarray(generated), np.asarray(mask), blend_width)
+
+
+def _blend_weight(mask: np.ndarray, blend_width: float) -> np.ndarray:
+    """(H, W) paste weight: 1 deep inside the mask, ramping to 0 over `blend_width` px at its edge (hard if 0)."""
+    inside = (mask > 0.5).astype(np.uint8)
+    if blend_width <= 0:
+        return inside.astype(np.float32)
+    dist = cv2.distanceTransform(inside, cv2.DIST_L2, 3)  # px to the nearest unmasked pixel
+    return np.clip(dist / blend_width, 0.0, 1.0)
+
+
+def _blend_into(original: np.ndarray, ys: np.ndarray, xs: np.ndarray, values: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """A copy of `original` with pixels (ys, xs) set to w * values + (1 - w) * original, in its own dtype."""
+    w = w.reshape(-1, *([1] * (original.ndim - 2)))
+    blended = original[ys, xs].astype(np.float32) * (1 - w) + values * w
+    if np.issubdtype(original.dtype, np.integer):
+        info = np.iinfo(original.dtype)
+        blended = np.clip(np.rint(blended), info.min, info.max)
+    out = original.copy()
+    out[ys, xs] = blended.astype(original.dtype)
+    return out
