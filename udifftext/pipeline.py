@@ -332,8 +332,12 @@ class UDiffTextPipeline:
         masked = self.first_stage.encode(image * (1 - mask))  # (1, C, h, w)
         glyph = None
         if self.cfg.unet.glyph_channel:
-            drawn = torch.from_numpy(glyph_canvas(text, crop_mask))[None, None].to(device)  # (1, 1, h, w)
-            glyph = self.first_stage.resize_mask(drawn) * self.cfg.unet.samples_with_glyph  # (1, 1, h, w)
+            canvas = (
+                glyph_canvas(text, crop_mask)
+                if self.cfg.unet.samples_with_glyph
+                else np.zeros_like(crop_mask, np.float32)
+            )
+            glyph = self.first_stage.resize_mask(torch.from_numpy(canvas)[None, None].to(device))  # (1, 1, h, w)
         context = self.text_encoder.encode_text([text])  # (1, L, W)
         char_mask = torch.zeros(1, self.cfg.text_encoder.max_len, device=device)  # (1, L)
         char_mask[0, : len(text)] = 1

@@ -162,8 +162,9 @@ class LitUDiffText(pl.LightningModule):
                 "mask": self.first_stage.resize_mask(batch["mask"]),  # (B, 1, h, w)
                 "glyph": None,
             }
-            if self.cfg.unet.glyph_channel:
-                cond["glyph"] = self.first_stage.resize_mask(self._glyphs(batch))  # (B, 1, h, w)
+            if self.cfg.unet.glyph_channel:  # a model trained on empty glyphs only gets an empty one
+                glyphs = self._glyphs(batch) if self.cfg.unet.samples_with_glyph else torch.zeros_like(batch["mask"])
+                cond["glyph"] = self.first_stage.resize_mask(glyphs)  # (B, 1, h, w)
         return cond
 
     def _glyphs(self, batch: dict) -> torch.Tensor:
@@ -311,8 +312,6 @@ class LitUDiffText(pl.LightningModule):
 
         cfg = self.cfg
         cond = self._condition(batch)
-        if cond["glyph"] is not None and not cfg.unet.samples_with_glyph:
-            cond["glyph"] = torch.zeros_like(cond["glyph"])
         B = len(batch["text"])
         context = self._context(batch["text"], None)
         null = self.text_encoder.null_context(B) if self.text_mode else None
