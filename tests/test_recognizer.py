@@ -1,5 +1,7 @@
 """ViTSTR recognizer: shapes, reading, differentiable crops, export/reload, upstream .pth mapping (issue 5)."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -130,3 +132,21 @@ def test_conv_stem_same_token_grid_and_reload(tmp_path):
         load_recognizer(_tiny(stem="conv", weights=str(tmp_path / "upstream.pth")))
     with pytest.raises(ValueError, match="stem must be one of"):
         ViTSTR(_tiny(stem="cnn"))
+
+
+@pytest.mark.parametrize("stem", ["patch", "conv"])
+def test_column_tokens_span_the_height_and_see_their_own_columns(stem, tmp_path):
+    torch.manual_seed(0)
+    cfg = _tiny(stem=stem, patch_size=16, patch_width=4)  # 16 x 64 crop -> one row of 16 column tokens
+    model = ViTSTR(cfg).eval()
+    assert model.num_tokens == 17 and tuple(model.vit.patch_embed.grid_size) == (1, 16)
+    crops = torch.rand(2, 1, 16, 64)
+    changed = crops.clone()
+    changed[..., 60:] = 1.0 - changed[..., 60:]  # the last four pixel columns only
+    with torch.no_grad():
+        diff = (model.vit.patch_embed(changed) - model.vit.patch_embed(crops)).abs().amax(dim=(0, 2))  # (16,)
+    assert diff[-1] > 0 and torch.all(diff[:12] == 0)  # the conv stem's receptive field reaches a few tokens left
+    path = save_state_dict(model.state_dict(), tmp_path / "columns.safetensors")
+    assert torch.equal(model(crops), load_recognizer(dataclasses.replace(cfg, weights=str(path))).eval()(crops))
+    with pytest.raises(ValueError, match="patch side 24"):
+        ViTSTR(_tiny(stem=stem, patch_size=16, patch_width=24))

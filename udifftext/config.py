@@ -52,7 +52,8 @@ class RecognizerConfig:
     max_len: int = 12
     img_height: int = 32
     img_width: int = 128
-    patch_size: int = 16
+    patch_size: int = 16  # patch height in pixels (and width, unless patch_width is set)
+    patch_width: int = 0  # 0 = patch_size (square); patch_size 32 + patch_width 8 = one row of column tokens
     embed_dim: int = 192  # ViT-Tiny; ViTSTR-Base (upstream) is 768 / 12 / 12 at 224x224
     depth: int = 12
     heads: int = 3

@@ -37,22 +37,25 @@ STEMS = ("patch", "conv")
 
 
 def conv_patch_embed(stem_channels: int = 32):
-    """A timm ``PatchEmbed`` whose projection is a stack of stride-2 3x3 convs (+BN, ReLU) and a 1x1 conv:
-    the same token grid as ``patch_size`` patches, but with the convolutional inductive bias that lets a
-    ViT learn from far fewer samples (Xiao et al. 2021, "Early convolutions help transformers see better")."""
+    """A timm ``PatchEmbed`` whose projection is a stack of 3x3 convs (+BN, ReLU), each halving the height,
+    the width or both until the patch grid is reached, and a 1x1 conv: the same token grid as the patches,
+    but with the convolutional inductive bias that lets a ViT learn from far fewer samples (Xiao et al. 2021,
+    "Early convolutions help transformers see better")."""
     from timm.layers import PatchEmbed
 
     class ConvPatchEmbed(PatchEmbed):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            stride = self.patch_size
-            if stride[0] != stride[1] or stride[0] < 2 or stride[0] & (stride[0] - 1):
-                raise ValueError(f"recognizer.stem=conv needs a power-of-two patch_size >= 2, got {stride}")
+            if any(side < 2 or side & (side - 1) for side in self.patch_size):
+                raise ValueError(f"recognizer.stem=conv needs power-of-two patch sides >= 2, got {self.patch_size}")
+            halvings = [side.bit_length() - 1 for side in self.patch_size]  # (height, width)
             in_chans, embed_dim = self.proj.in_channels, self.proj.out_channels
-            widths = [in_chans] + [min(embed_dim, stem_channels * 2**i) for i in range(stride[0].bit_length() - 1)]
+            widths = [in_chans] + [min(embed_dim, stem_channels * 2**i) for i in range(max(halvings))]
             layers: list[nn.Module] = []
-            for c_in, c_out in zip(widths[:-1], widths[1:], strict=True):
-                layers += [nn.Conv2d(c_in, c_out, 3, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+            for i, (c_in, c_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+                stride = tuple(2 if i < n else 1 for n in halvings)
+                conv = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+                layers += [conv, nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
             self.proj = nn.Sequential(*layers, nn.Conv2d(widths[-1], embed_dim, 1))
 
     return ConvPatchEmbed
@@ -67,10 +70,11 @@ class ViTSTR(nn.Module):
 
         self.cfg = cfg
         self.tokenizer = CharTokenizer(cfg.alphabet, cfg.max_len)
-        for name in ("img_height", "img_width"):
-            if getattr(cfg, name) % cfg.patch_size:
-                raise ValueError(f"recognizer.{name}={getattr(cfg, name)} is not a multiple of patch_size")
-        tokens = 1 + (cfg.img_height // cfg.patch_size) * (cfg.img_width // cfg.patch_size)
+        patch = (cfg.patch_size, cfg.patch_width or cfg.patch_size)  # (height, width)
+        for name, side in zip(("img_height", "img_width"), patch, strict=True):
+            if getattr(cfg, name) % side:
+                raise ValueError(f"recognizer.{name}={getattr(cfg, name)} is not a multiple of its patch side {side}")
+        tokens = 1 + (cfg.img_height // patch[0]) * (cfg.img_width // patch[1])
         if tokens < cfg.first_token + cfg.max_len:
             raise ValueError(
                 f"recognizer has {tokens} output tokens, needs first_token + max_len = "
@@ -81,7 +85,7 @@ class ViTSTR(nn.Module):
         extra = {"embed_layer": conv_patch_embed()} if cfg.stem == "conv" else {}
         self.vit = VisionTransformer(
             img_size=(cfg.img_height, cfg.img_width),
-            patch_size=cfg.patch_size,
+            patch_size=patch,
             in_chans=1,
             num_classes=self.tokenizer.num_classes,
             global_pool="",
