@@ -3,8 +3,9 @@ r"""Our ViTSTR beside the independent OCR judge (PP-OCRv4) on the same held-out 
     python scripts/compare_recognizers.py --config configs/encoder/recognizer_small.yaml \
         recognizer.weights=checkpoints/encoders/recognizer_small.safetensors
 
-Prints word accuracy (case-sensitive and not) and character accuracy for all crops, list words and random
-strings: how far our recognizer is from its target, and how hard the split is for a production OCR.
+Prints word accuracy (case-sensitive and not) and character accuracy for all crops, list words, random strings
+and text lengths 1-4, 5-8, 9-12: how far our recognizer is from its target, and how hard the split is for a
+production OCR.
 """
 
 from __future__ import annotations

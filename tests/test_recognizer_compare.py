@@ -54,6 +54,10 @@ def test_rows_split_by_text_kind_and_score_each_reader(heldout):
     assert by[("lower", "all")]["word_acc_nocase"] == 1.0
     assert by[("lower", "all")]["word_acc"] == pytest.approx(1 - sum(has_upper) / 40)
     assert by[("blank", "all")]["word_acc"] == by[("blank", "all")]["char_acc"] == 0.0
+    lengths = [g for (reader, g) in by if reader == "oracle" and g.endswith(" chars")]
+    assert sum(by[("oracle", g)]["n"] for g in lengths) == 40  # each text in exactly one length group
+    short = sum(len(t) <= 4 for t in crops.texts)
+    assert by[("oracle", "1-4 chars")]["n"] == short and by[("oracle", "1-4 chars")]["word_acc"] == 1.0
     assert "| oracle | random strings |" in markdown(rows)
 
 

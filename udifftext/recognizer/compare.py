@@ -15,6 +15,7 @@ from udifftext.config import EncoderStageConfig
 from udifftext.text.metrics import char_accuracy, word_accuracy
 
 Reader = Callable[[list[np.ndarray]], list[str]]
+LENGTH_BUCKET = 4  # characters per text-length group: 1-4, 5-8, 9-12
 
 
 @dataclass
@@ -41,14 +42,21 @@ def heldout_crops(cfg: EncoderStageConfig) -> HeldOutCrops:
 
 
 def accuracy_rows(name: str, reads: list[str], heldout: HeldOutCrops) -> list[dict]:
-    """Word accuracy (case-sensitive and not) and character accuracy: all crops, list words, random strings."""
+    """Word accuracy (case-sensitive and not) and character accuracy: all crops, list words, random strings, and
+    by text length (per-character errors compound, so long words are where a recognizer falls first)."""
     groups = {
         "all": [True] * len(reads),
         "list words": heldout.is_list_word,
         "random strings": [not w for w in heldout.is_list_word],
     }
+    longest = max(map(len, heldout.texts))
+    for start in range(1, longest + 1, LENGTH_BUCKET):
+        end = min(start + LENGTH_BUCKET - 1, longest)
+        groups[f"{start}-{end} chars"] = [start <= len(t) <= end for t in heldout.texts]
     rows = []
     for group, keep in groups.items():
+        if not any(keep):
+            continue
         predicted = [r for r, k in zip(reads, keep, strict=True) if k]
         target = [t for t, k in zip(heldout.texts, keep, strict=True) if k]
         rows.append(
