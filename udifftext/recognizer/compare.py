@@ -52,11 +52,11 @@ def accuracy_rows(name: str, reads: list[str], heldout: HeldOutCrops) -> list[di
     longest = max(map(len, heldout.texts))
     for start in range(1, longest + 1, LENGTH_BUCKET):
         end = min(start + LENGTH_BUCKET - 1, longest)
-        groups[f"{start}-{end} chars"] = [start <= len(t) <= end for t in heldout.texts]
+        keep = [start <= len(t) <= end for t in heldout.texts]
+        if any(keep):  # a length no text has gets no row
+            groups[f"{start}-{end} chars"] = keep
     rows = []
     for group, keep in groups.items():
-        if not any(keep):
-            continue
         predicted = [r for r, k in zip(reads, keep, strict=True) if k]
         target = [t for t, k in zip(heldout.texts, keep, strict=True) if k]
         rows.append(
