@@ -292,6 +292,37 @@ def test_glyph_canvas_follows_the_region_rotation(angle):
         np.testing.assert_allclose(box, render_glyph("Hello world", *box.shape), atol=0.05)
 
 
+@pytest.mark.parametrize("angle", [0.0, 15.0])
+def test_position_canvas_ramps_along_the_word(angle):
+    """content="position" fills the same rotated rectangle as the glyph with (i + 0.5) / width along the word:
+    it rises along the baseline, is flat across it, and does not depend on the text."""
+    from udifftext.data.render import fill_polygon
+    from udifftext.pipeline import glyph_canvas
+
+    rad = np.deg2rad(angle)
+    rot = np.array([[np.cos(rad), -np.sin(rad)], [np.sin(rad), np.cos(rad)]])
+    quad = np.array([[-40, -10], [40, -10], [40, 10], [-40, 10]], float) @ rot.T + 64
+    mask = fill_polygon(128, 128, quad)
+    ramp = glyph_canvas("Hello", mask, "position")
+    assert ramp.shape == (128, 128) and ramp.dtype == np.float32
+    np.testing.assert_array_equal(ramp, glyph_canvas("a completely different text", mask, "position"))
+    assert ramp[mask == 0].sum() < 0.1 * ramp.sum() and 0 <= ramp.min() and ramp.max() <= 1
+    along = np.array([np.cos(rad), np.sin(rad)])
+    across = np.array([-np.sin(rad), np.cos(rad)])
+    samples = [
+        ramp[tuple(np.round(64 + a * along + c * across).astype(int))[::-1]]
+        for a, c in [(-30, 0), (0, 0), (30, 0), (0, -6), (0, 6)]
+    ]
+    np.testing.assert_allclose(samples, [10.5 / 81, 40.5 / 81, 70.5 / 81, 40.5 / 81, 40.5 / 81], atol=0.03)
+    if angle == 0:  # an axis-aligned region: every row of its box is the same ramp
+        ys, xs = np.nonzero(mask)
+        box = ramp[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+        w = box.shape[1]
+        np.testing.assert_allclose(box, np.broadcast_to((np.arange(w) + 0.5) / w, box.shape), atol=1e-5)
+    with pytest.raises(ValueError, match="glyph content"):
+        glyph_canvas("Hello", mask, "ink")
+
+
 def test_rectified_model_samples_along_the_region():
     """A model trained on rectified crops (data.crop_width) samples a tilted quad through the rotated window:
     crops and heatmaps are h x w, the window follows the quad's angle, pixels outside the mask are kept, and a

@@ -193,6 +193,42 @@ def test_glyph_drop_prob_needs_the_glyph_channel(tmp_path):
         LitUDiffText(tiny(tmp_path, "unet.glyph_drop_prob=1.0"))
 
 
+def test_position_glyph_trains_and_samples_with_the_ramp(tmp_path):
+    """unet.glyph_content=position feeds the word-position ramp in training, validation sampling and the exported
+    pipeline; it cannot be combined with the ink glyph, and an unknown content is refused."""
+    from udifftext.lit.unet_module import LitUDiffText, export_pipeline
+    from udifftext.pipeline import UDiffTextPipeline, glyph_canvas
+
+    overrides = ["unet.glyph_channel=true", "unet.in_channels=8", "unet.glyph_content=position"]
+    module = LitUDiffText(tiny(tmp_path, *overrides))
+    batch = next(iter(torch.utils.data.DataLoader(_dataset(module.cfg), 2, collate_fn=_collate())))
+    ramps = torch.stack(
+        [
+            torch.from_numpy(glyph_canvas(t, m[0].numpy() > 0.5, "position"))
+            for t, m in zip(batch["text"], batch["mask"], strict=True)
+        ]
+    )[:, None]  # (B, 1, R, R)
+    seen = []
+    forward = module.unet.forward
+    module.unet.forward = lambda *args: seen.append(args[5]) or forward(*args)
+    terms = module.losses(batch, torch.Generator().manual_seed(0))
+    assert torch.isfinite(terms["loss"])
+    module.cfg.val_steps = 1
+    module.sample(batch, torch.Generator().manual_seed(0))
+    assert len(seen) >= 2 and ramps.amax() > 0.5
+    for glyph in seen:
+        torch.testing.assert_close(glyph[: len(ramps)], ramps)
+    pipe = UDiffTextPipeline.from_pretrained(export_pipeline(module, tmp_path / "position"))
+    crop_mask = np.zeros((32, 32), bool)
+    crop_mask[10:20, 4:28] = True
+    cond = pipe._condition(np.full((32, 32, 3), 128, np.uint8), crop_mask, "ab")
+    torch.testing.assert_close(cond.glyph[0, 0], torch.from_numpy(glyph_canvas("ab", crop_mask, "position")))
+    with pytest.raises(ValueError, match="glyph_content='text'"):
+        LitUDiffText(tiny(tmp_path, *overrides, "unet.glyph_ink_prob=1.0"))
+    with pytest.raises(ValueError, match="unet.glyph_content must be one of"):
+        LitUDiffText(tiny(tmp_path, "unet.glyph_channel=true", "unet.in_channels=8", "unet.glyph_content=ink"))
+
+
 def test_rectified_crops_train_and_export(tmp_path):
     """data.crop_width trains on R x crop_width crops end to end (losses, validation images, export) and the
     exported pipeline samples at that shape."""

@@ -143,6 +143,9 @@ class TrainConfig:
     val_samples: int = 8
 
 
+GLYPH_CONTENTS = ("text", "position")  # UNetConfig.glyph_content
+
+
 @dataclass
 class UNetConfig:
     """diffusers ``UNet2DConditionModel`` layout; defaults are SD-2-inpainting's."""
@@ -160,6 +163,7 @@ class UNetConfig:
     stem: str = "none"  # none | pixel_unshuffle (pixel-space models: run the UNet at 1/stem_factor size)
     stem_factor: int = 2
     glyph_channel: bool = False  # add the target text rendered in a plain font as an input channel
+    glyph_content: str = "text"  # text | position: a ramp along the word, where but not which letter
     glyph_ink_prob: float = 0.0  # losses only (never sampling): share of glyphs that are the target's own ink
     glyph_drop_prob: float = 0.0  # losses only: share of samples with an empty glyph (1: a token-only twin)
     base_weights: str = ""  # diffusers folder or 512-inpainting-ema.ckpt; "" = random initialisation

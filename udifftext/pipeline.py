@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from udifftext.checkpoint import PipelineParts, load_pipeline_folder, save_pipeline_folder
-from udifftext.config import SampleConfig, UNetStageConfig
+from udifftext.config import GLYPH_CONTENTS, SampleConfig, UNetStageConfig
 from udifftext.sampling.guidance import Conditioning, GuidedDenoiser
 from udifftext.sampling.heatmaps import character_heatmaps
 from udifftext.sampling.noise_selection import choose_initial_noise
@@ -65,17 +65,21 @@ def check_sample_config(cfg: SampleConfig) -> None:
         check_refinement(cfg.refinement)
 
 
-def glyph_canvas(text: str, mask: np.ndarray) -> np.ndarray:
-    """The text rendered (`render_glyph`) into the mask's minimum-area rectangle (h, w); zeros elsewhere.
+def glyph_canvas(text: str, mask: np.ndarray, content: str = "text") -> np.ndarray:
+    """The glyph channel for `text` in the region `mask` (h, w): zeros outside the mask's minimum-area rectangle.
 
-    The rectangle follows the region's rotation, so a tilted word gets a tilted glyph rather than one
-    stretched over its axis-aligned bounds. Its baseline is the side nearer to horizontal, pointing right:
-    text is never read at more than 45 degrees here.
+    `content` "text": the text rendered (`render_glyph`) into the rectangle; "position": a ramp along the
+    word, (i + 0.5) / width at column i of the rectangle, which says where along the word a pixel lies but
+    not which letter is there (`unet.glyph_content`). The rectangle follows the region's rotation, so a
+    tilted word gets a tilted glyph rather than one stretched over its axis-aligned bounds. Its baseline is
+    the side nearer to horizontal, pointing right: text is never read at more than 45 degrees here.
     """
     import cv2
 
     from udifftext.data.synth import pixel_warp, render_glyph
 
+    if content not in GLYPH_CONTENTS:
+        raise ValueError(f"glyph content must be one of {GLYPH_CONTENTS}, got '{content}'")
     ys, xs = np.nonzero(mask)
     centres = np.stack([xs, ys], axis=1).astype(np.float32) + 0.5  # pixel centres, xy
     corners = cv2.boxPoints(cv2.minAreaRect(centres))  # (4, 2), consecutive corners
@@ -87,7 +91,11 @@ def glyph_canvas(text: str, mask: np.ndarray) -> np.ndarray:
     unit_along = along / (width - 1) if width > 1 else np.array([1.0, 0.0])  # a one-pixel-wide mask: axis-aligned
     unit_across = across / (height - 1) if height > 1 else np.array([0.0, 1.0])
     top_left = corners.mean(axis=0) - unit_along * width / 2 - unit_across * height / 2
-    glyph = render_glyph(text, max(round(height), 1), max(round(width), 1))  # (h, w)
+    h, w = max(round(height), 1), max(round(width), 1)
+    if content == "text":
+        glyph = render_glyph(text, h, w)  # (h, w)
+    else:
+        glyph = np.broadcast_to((np.arange(w, dtype=np.float32) + 0.5) / w, (h, w))  # (h, w)
     scale_x, scale_y = width / glyph.shape[1], height / glyph.shape[0]
     affine = np.eye(3)
     affine[:2, 0], affine[:2, 1], affine[:2, 2] = unit_along * scale_x, unit_across * scale_y, top_left
@@ -333,7 +341,7 @@ class UDiffTextPipeline:
         glyph = None
         if self.cfg.unet.glyph_channel:
             canvas = (
-                glyph_canvas(text, crop_mask)
+                glyph_canvas(text, crop_mask, self.cfg.unet.glyph_content)
                 if self.cfg.unet.samples_with_glyph
                 else np.zeros_like(crop_mask, np.float32)
             )

@@ -96,6 +96,8 @@ class LitUDiffText(pl.LightningModule):
         ink = cfg.unet.glyph_ink_prob
         if not 0 <= ink <= 1 or (ink > 0 and not cfg.unet.glyph_channel):
             raise ValueError(f"unet.glyph_ink_prob must be in [0, 1] and needs unet.glyph_channel, got {ink}")
+        if ink > 0 and cfg.unet.glyph_content != "text":
+            raise ValueError(f"unet.glyph_ink_prob={ink} draws the text's ink; it needs unet.glyph_content='text'")
         drop = cfg.unet.glyph_drop_prob
         if not 0 <= drop <= 1 or (drop > 0 and not cfg.unet.glyph_channel):
             raise ValueError(f"unet.glyph_drop_prob must be in [0, 1] and needs unet.glyph_channel, got {drop}")
@@ -168,11 +170,12 @@ class LitUDiffText(pl.LightningModule):
         return cond
 
     def _glyphs(self, batch: dict) -> torch.Tensor:
-        """The text rendered into its mask's box, as the sampler draws it (`pipeline.glyph_canvas`)."""
+        """The text (or position ramp) drawn into its mask's box, as the sampler draws it (`pipeline.glyph_canvas`)."""
         from udifftext.pipeline import glyph_canvas
 
         masks = batch["mask"][:, 0].cpu().numpy() > 0.5  # (B, R, R)
-        glyphs = [glyph_canvas(t, m) for t, m in zip(batch["text"], masks, strict=True)]
+        content = self.cfg.unet.glyph_content
+        glyphs = [glyph_canvas(t, m, content) for t, m in zip(batch["text"], masks, strict=True)]
         return torch.from_numpy(np.stack(glyphs))[:, None].to(self.device)  # (B, 1, R, R)
 
     def _ink_glyphs(self, batch: dict, glyph: torch.Tensor, use: torch.Tensor) -> torch.Tensor:

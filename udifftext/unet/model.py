@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from udifftext.config import UNetStageConfig
+from udifftext.config import GLYPH_CONTENTS, UNetStageConfig
 from udifftext.convert.common import select_prefix, unwrap_checkpoint
 from udifftext.convert.sd2 import sd2_unet_state
 from udifftext.io import load_state_dict, load_strict, require_path
@@ -152,6 +152,8 @@ class TextUNet(nn.Module):
         u = cfg.unet
         if u.mode not in MODES:
             raise ValueError(f"unet.mode must be one of {MODES}, got '{u.mode}'")
+        if u.glyph_content not in GLYPH_CONTENTS:
+            raise ValueError(f"unet.glyph_content must be one of {GLYPH_CONTENTS}, got '{u.glyph_content}'")
         check_in_channels(cfg)
         self.mode = u.mode
         self.in_channels = u.in_channels
