@@ -92,6 +92,18 @@ def test_text_stage_from_the_base_folder_resumes_and_exports(base_run, tmp_path)
     with pytest.raises(KeyError, match="missing"):  # full training needs every UNet weight
         LitUDiffText(tiny(tmp_path / "full", *overrides, "trainable=full", f"init_from={trained_file}"))
 
+    # init_fresh_cross_attention: the char cross-attention stays as a fresh build makes it, all else is init_from's
+    torch.manual_seed(0)
+    fresh = LitUDiffText(tiny(tmp_path / "fresh", *overrides)).unet.state_dict()
+    attention = set(LitUDiffText(tiny(tmp_path / "fresh", *overrides)).unet.cross_attention_parameter_names())
+    for init in (trained_file, tmp_path / "pipeline"):
+        torch.manual_seed(0)
+        cfg = tiny(tmp_path / "again", *overrides, f"init_from={init}", "init_fresh_cross_attention=true")
+        again = LitUDiffText(cfg).unet.state_dict()
+        assert attention and all(torch.equal(again[k], fresh[k]) for k in attention), init
+        assert any(not torch.equal(again[k], state[k]) for k in attention), init
+        assert all(torch.equal(again[k], v) for k, v in state.items() if k not in attention), init
+
 
 def _dataset(cfg):
     from udifftext.data.datasets import build_dataset

@@ -264,6 +264,9 @@ class UNetStageConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     trainable: str = "cross_attention"  # cross_attention | full
     init_from: str = ""  # trainable-weights safetensors (or pipeline folder) to start from
+    # keep the char cross-attention (attn2, norm2) freshly initialised rather than init_from's: a glyph model's
+    # has collapsed onto the padding tokens, where its saturated softmax passes almost no gradient
+    init_fresh_cross_attention: bool = False
     val_steps: int = 20  # DDIM steps of the periodic validation samples (a short schedule)
     val_guidance_scale: float = 5.0  # classifier-free guidance of the validation samples (upstream test: 5.0)
     ema_decay: float = 0.0  # EMA of the trained weights, used for validation and the export; 0 = off (upstream)

@@ -41,19 +41,21 @@ TRAINABLE_FILE = "unet_trainable.safetensors"
 INIT_SOURCE = "an earlier scripts/train_unet.py run (checkpoints/unet_trainable.safetensors or pipeline/)"
 
 
-def load_init_weights(unet: torch.nn.Module, path: str, trainable: list[str]) -> None:
+def load_init_weights(unet: torch.nn.Module, path: str, trainable: list[str], fresh: list[str] = ()) -> None:
     """Start from earlier weights: a pipeline folder (the whole UNet) or a trainable-weights safetensors.
 
-    A trainable-weights file must hold exactly the parameters being trained (`trainable` names).
+    A trainable-weights file must hold exactly the parameters being trained (`trainable` names). `fresh` names
+    keep their present (freshly initialised) values: they are not taken from the file.
     """
     what = "UNet weights to start from (init_from)"
     if Path(path).is_dir():
         state = load_state_dict(Path(path) / PART_FILES["unet"], what, INIT_SOURCE)
-        load_strict(unet, state, what=what)
-        return
-    state = load_state_dict(path, what, INIT_SOURCE)
-    frozen = [k for k in unet.state_dict() if k not in set(trainable)]
-    load_strict(unet, state, expected_missing=frozen, what=what)
+        missing = list(fresh)
+    else:
+        state = load_state_dict(path, what, INIT_SOURCE)
+        missing = [k for k in unet.state_dict() if k not in set(trainable)] + list(fresh)
+    state = {k: v for k, v in state.items() if k not in set(fresh)}
+    load_strict(unet, state, expected_missing=missing, what=what)
 
 
 class EmaWeights(torch.nn.Module):
@@ -107,7 +109,9 @@ class LitUDiffText(pl.LightningModule):
         trainable = cfg.trainable if self.text_mode else "full"
         self.report = set_trainable(self.unet, trainable)
         if cfg.init_from:
-            load_init_weights(self.unet, cfg.init_from, [n for n, p in self.unet.named_parameters() if p.requires_grad])
+            trained = [n for n, p in self.unet.named_parameters() if p.requires_grad]
+            fresh = self.unet.cross_attention_parameter_names() if cfg.init_fresh_cross_attention else []
+            load_init_weights(self.unet, cfg.init_from, trained, fresh)
         self.text_encoder = load_text_encoder(cfg.text_encoder).eval().requires_grad_(False)
         self.first_stage = build_first_stage(cfg.first_stage)
         self.recognizer = None
