@@ -1,0 +1,79 @@
+"""Is the text path alive? Where a UNet's char cross-attention sends its probability, and whether L_loc can move it.
+
+A model that learned to ignore its text (a glyph model) parks the attention on the padding tokens after the word;
+the softmax is then saturated and passes almost no gradient to the queries and keys, so a later fine-tune that
+needs the text (a token-only twin) cannot learn from those weights (docs/results.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from udifftext.losses import local_attention_loss
+
+
+def character_share(attn: torch.Tensor, char_seg_mask: torch.Tensor) -> torch.Tensor:
+    """Mean share of the attention that falls on the word's own characters, per sample.
+
+    attn (B, L, h, w) softmax probabilities over the L tokens; char_seg_mask (B, L), 1 for real characters.
+    The rest goes to the padding tokens after the word. A uniform softmax gives n / L for an n-character word.
+    """
+    return (attn.mean(dim=(2, 3)) * char_seg_mask.to(attn)).sum(1)  # (B,)
+
+
+def attention_report(module: Any, batch: dict, timestep: int) -> list[dict[str, Any]]:
+    """Per captured cross-attention layer of a `LitUDiffText` on `batch` at one noise level.
+
+    For each layer: its map size, the attention share on the word's characters (and what a uniform softmax
+    would give), the mean peak probability of a character token, and that layer's L_loc with the norm of its
+    gradient on the layer's query and key weights (the signal L_loc can send).
+    """
+    B = len(batch["text"])
+    cond = module._condition(batch)
+    context = module._context(batch["text"], torch.zeros(B, dtype=torch.bool))
+    t = torch.full((B,), timestep, dtype=torch.long)
+    noise = torch.randn(cond["x0"].shape, generator=torch.Generator().manual_seed(0))
+    noisy = module.scheduler.add_noise(cond["x0"], noise, t)
+    module.store.clear()
+    module.store.enabled = True
+    try:
+        module.unet(noisy, t, context, cond["mask"], cond["masked"], cond["glyph"])
+        maps = dict(zip(module.store.names(), module.store.maps(), strict=True))
+    finally:
+        module.store.enabled = False
+    chars = batch["char_seg_mask"].float()  # (B, L)
+    rows = []
+    for name, attn in maps.items():
+        layer = module.unet.unet.get_submodule(name)
+        weights = [layer.to_q.weight, layer.to_k.weight]
+        loss = local_attention_loss([attn], batch["char_seg"], batch["char_seg_mask"])
+        grads = torch.autograd.grad(loss, weights, retain_graph=True, allow_unused=True)
+        peak = (attn.amax(dim=(2, 3)) * chars).sum() / chars.sum()
+        rows.append(
+            {
+                "layer": name,
+                "size": tuple(attn.shape[-2:]),
+                "char_share": character_share(attn, chars).mean().item(),
+                "uniform_share": (chars.sum(1) / chars.shape[1]).mean().item(),
+                "char_peak": peak.item(),
+                "l_loc": loss.item(),
+                "l_loc_grad_qk": sum(g.norm() ** 2 for g in grads if g is not None).sqrt().item(),
+            }
+        )
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """The report as a markdown table."""
+    lines = [
+        "| layer | map | share on characters (uniform) | char peak | L_loc | L_loc grad on q, k |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['layer']} | {r['size'][0]}x{r['size'][1]} | {r['char_share']:.3f} ({r['uniform_share']:.3f}) | "
+            f"{r['char_peak']:.3f} | {r['l_loc']:.4f} | {r['l_loc_grad_qk']:.2e} |"
+        )
+    return "\n".join(lines)
