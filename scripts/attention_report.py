@@ -13,7 +13,7 @@ A share near 0 with a gradient near 0 is a text path parked on the padding token
 
 from __future__ import annotations
 
-from udifftext.cli import config_parser, load_or_exit
+from udifftext.cli import add_threads_flag, config_parser, load_or_exit, set_threads
 from udifftext.config import UNetStageConfig
 
 
@@ -22,28 +22,19 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--samples", type=int, default=8, help="training samples to average over")
     parser.add_argument("--timestep", type=int, default=500, help="diffusion timestep of the noisy input")
     parser.add_argument("--seed", type=int, default=0, help="torch seed (fresh weights, sample drawing)")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    add_threads_flag(parser)
     return parser.parse_args(argv)
 
 
 def main(args) -> None:
-    from dataclasses import replace
 
-    import torch
+    from udifftext.lit.attention_report import markdown, report_for_config
 
-    from udifftext.data.datasets import build_dataset, collate_batch
-    from udifftext.lit.attention_report import attention_report, markdown
-    from udifftext.lit.unet_module import LitUDiffText
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     cfg = load_or_exit(UNetStageConfig, args.config, args.overrides)
-    torch.manual_seed(args.seed)
-    module = LitUDiffText(cfg).eval()
-    data = build_dataset(replace(cfg.data, length=args.samples))
-    batch = collate_batch([data[i] for i in range(args.samples)])
+    rows = report_for_config(cfg, args.samples, args.timestep, args.seed)
     print(f"{cfg.init_from or 'random weights'}, {args.samples} samples, t={args.timestep}")
-    print(markdown(attention_report(module, batch, args.timestep)))
+    print(markdown(rows))
 
 
 if __name__ == "__main__":

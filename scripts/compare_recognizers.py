@@ -12,25 +12,23 @@ from __future__ import annotations
 
 import sys
 
-from udifftext.cli import config_parser, load_or_exit
+from udifftext.cli import add_threads_flag, config_parser, load_or_exit, set_threads
 from udifftext.config import EncoderStageConfig
 
 
 def parse_args(argv: list[str] | None = None):
     parser = config_parser(__doc__)
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    add_threads_flag(parser)
     return parser.parse_args(argv)
 
 
 def main(args) -> None:
-    import torch
 
     from udifftext.judge import OcrJudge, RecognizerJudge
     from udifftext.recognizer.compare import compare_readers, heldout_crops, markdown
     from udifftext.recognizer.vitstr import load_recognizer
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     cfg = load_or_exit(EncoderStageConfig, args.config, args.overrides)
     if not cfg.recognizer.weights:
         sys.exit("error: set recognizer.weights=PATH (our exported recognizer .safetensors) to compare it")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from udifftext.config import UNetStageConfig, load_config
-from udifftext.lit.attention_report import attention_report, character_share, markdown
+from udifftext.lit.attention_report import attention_report, character_share, markdown, report_for_config
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["data.resolution=32", "unet.sample_size=32", "loss.min_attn_size=2"]
@@ -55,16 +55,11 @@ def test_the_shipped_glyph_model_parks_its_text_attention_on_padding(tmp_path):
     """The finding docs/results.md builds on: the default (a glyph model) gives its words' characters almost none
     of the attention a uniform softmax would, and L_loc's gradient on most layers' queries and keys is ~0; fresh
     cross-attention on the same UNet starts near uniform, with a gradient orders of magnitude larger."""
-    from udifftext.lit.unet_module import LitUDiffText
-
     overrides = ["init_from=checkpoints/default", f"train.out_dir={tmp_path}"]
     cfg = load_config(UNetStageConfig, ROOT / "configs/unet/small_rect_ink.yaml", overrides)
-    batch = _batch(cfg, 4)
-    torch.manual_seed(0)
-    parked = attention_report(LitUDiffText(cfg).eval(), batch, timestep=500)
+    parked = report_for_config(cfg, samples=4, timestep=500, seed=0)
     cfg.init_fresh_cross_attention = True
-    torch.manual_seed(0)
-    fresh = attention_report(LitUDiffText(cfg).eval(), batch, timestep=500)
+    fresh = report_for_config(cfg, samples=4, timestep=500, seed=0)
     assert len(parked) == len(fresh) == 6
     for p, f in zip(parked, fresh, strict=True):
         assert p["char_share"] < 0.1 * p["uniform_share"] and f["char_share"] > 0.5 * f["uniform_share"]

@@ -20,6 +20,19 @@ def config_parser(doc: str | None, config_required: bool = True) -> argparse.Arg
     return parser
 
 
+def add_threads_flag(parser: argparse.ArgumentParser) -> None:
+    """`--threads N`: torch CPU threads for a one-process script (0 = torch's default)."""
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+
+
+def set_threads(threads: int) -> None:
+    """Apply `--threads` (0 leaves torch's default); torch is imported only here, after argument parsing."""
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def load_or_exit(schema: type[T], path: str | None, overrides: list[str]) -> T:
     """Load a config; on a schema error print one line and exit with status 2."""
     try:

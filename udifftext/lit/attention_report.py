@@ -65,6 +65,19 @@ def attention_report(module: Any, batch: dict, timestep: int) -> list[dict[str, 
     return rows
 
 
+def report_for_config(cfg: Any, samples: int, timestep: int, seed: int) -> list[dict[str, Any]]:
+    """`attention_report` of the training module `cfg` builds (init_from: the weights) on `samples` training samples."""
+    from dataclasses import replace
+
+    from udifftext.data.datasets import build_dataset, collate_batch
+    from udifftext.lit.unet_module import LitUDiffText
+
+    torch.manual_seed(seed)
+    module = LitUDiffText(cfg).eval()
+    data = build_dataset(replace(cfg.data, length=samples))
+    return attention_report(module, collate_batch([data[i] for i in range(samples)]), timestep)
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     """The report as a markdown table."""
     lines = [
