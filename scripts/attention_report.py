@@ -27,7 +27,6 @@ def parse_args(argv: list[str] | None = None):
 
 
 def main(args) -> None:
-
     from udifftext.lit.attention_report import markdown, report_for_config
 
     set_threads(args.threads)

@@ -23,7 +23,6 @@ def parse_args(argv: list[str] | None = None):
 
 
 def main(args) -> None:
-
     from udifftext.judge import OcrJudge, RecognizerJudge
     from udifftext.recognizer.compare import compare_readers, heldout_crops, markdown
     from udifftext.recognizer.vitstr import load_recognizer

@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from udifftext.config import UNetStageConfig, load_config
-from udifftext.lit.attention_report import attention_report, character_share, markdown, report_for_config
+from udifftext.lit.attention_report import (
+    attention_report,
+    character_share,
+    markdown,
+    report_for_config,
+    training_samples,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["data.resolution=32", "unet.sample_size=32", "loss.min_attn_size=2"]
@@ -22,24 +28,15 @@ def test_character_share_counts_only_the_words_tokens():
     torch.testing.assert_close(character_share(attn, chars), torch.tensor([0.25, 1.0]))
 
 
-def _batch(cfg, n):
-    from dataclasses import replace
-
-    from udifftext.data.datasets import build_dataset, collate_batch
-
-    data = build_dataset(replace(cfg.data, length=n))
-    return collate_batch([data[i] for i in range(n)])
-
-
-def test_report_of_a_uniform_and_a_parked_attention(tmp_path):
+def test_report_of_a_uniform_attention(tmp_path):
     """Zero query weights make every softmax uniform: the share is exactly n / L and L_loc's gradient reaches the
-    queries. Keys that single out the last (padding) token park the attention there: share ~0, gradient ~0."""
+    queries (the parked case is the shipped default's, below)."""
     from udifftext.lit.unet_module import LitUDiffText
 
     torch.manual_seed(0)
     cfg = load_config(UNetStageConfig, ROOT / "configs/unet/tiny.yaml", [*FAST, f"train.out_dir={tmp_path}"])
     module = LitUDiffText(cfg).eval()
-    batch = _batch(cfg, 3)
+    batch = training_samples(cfg, 3)
     layers = [m for n, m in module.unet.unet.named_modules() if n.endswith("attn2") and not n.startswith("mid")]
     with torch.no_grad():
         for layer in layers:

@@ -94,8 +94,8 @@ def test_text_stage_from_the_base_folder_resumes_and_exports(base_run, tmp_path)
 
     # init_fresh_cross_attention: the char cross-attention stays as a fresh build makes it, all else is init_from's
     torch.manual_seed(0)
-    fresh = LitUDiffText(tiny(tmp_path / "fresh", *overrides)).unet.state_dict()
-    attention = set(LitUDiffText(tiny(tmp_path / "fresh", *overrides)).unet.cross_attention_parameter_names())
+    built = LitUDiffText(tiny(tmp_path / "fresh", *overrides)).unet
+    fresh, attention = built.state_dict(), set(built.cross_attention_parameter_names())
     for init in (trained_file, tmp_path / "pipeline"):
         torch.manual_seed(0)
         cfg = tiny(tmp_path / "again", *overrides, f"init_from={init}", "init_fresh_cross_attention=true")

@@ -36,20 +36,14 @@ def attention_report(module: Any, batch: dict, timestep: int) -> list[dict[str, 
     t = torch.full((B,), timestep, dtype=torch.long)
     noise = torch.randn(cond["x0"].shape, generator=torch.Generator().manual_seed(0))
     noisy = module.scheduler.add_noise(cond["x0"], noise, t)
-    module.store.clear()
-    module.store.enabled = True
-    try:
-        module.unet(noisy, t, context, cond["mask"], cond["masked"], cond["glyph"])
-        maps = dict(zip(module.store.names(), module.store.maps(), strict=True))
-    finally:
-        module.store.enabled = False
+    _, maps = module.predict(noisy, t, context, cond, capture=True)
     chars = batch["char_seg_mask"].float()  # (B, L)
     rows = []
     for name, attn in maps.items():
         layer = module.unet.unet.get_submodule(name)
         weights = [layer.to_q.weight, layer.to_k.weight]
         loss = local_attention_loss([attn], batch["char_seg"], batch["char_seg_mask"])
-        grads = torch.autograd.grad(loss, weights, retain_graph=True, allow_unused=True)
+        grads = torch.autograd.grad(loss, weights, retain_graph=True)
         peak = (attn.amax(dim=(2, 3)) * chars).sum() / chars.sum()
         rows.append(
             {
@@ -59,7 +53,7 @@ def attention_report(module: Any, batch: dict, timestep: int) -> list[dict[str, 
                 "uniform_share": (chars.sum(1) / chars.shape[1]).mean().item(),
                 "char_peak": peak.item(),
                 "l_loc": loss.item(),
-                "l_loc_grad_qk": sum(g.norm() ** 2 for g in grads if g is not None).sqrt().item(),
+                "l_loc_grad_qk": sum(g.norm() ** 2 for g in grads).sqrt().item(),
             }
         )
     return rows
@@ -67,15 +61,20 @@ def attention_report(module: Any, batch: dict, timestep: int) -> list[dict[str, 
 
 def report_for_config(cfg: Any, samples: int, timestep: int, seed: int) -> list[dict[str, Any]]:
     """`attention_report` of the training module `cfg` builds (init_from: the weights) on `samples` training samples."""
-    from dataclasses import replace
-
-    from udifftext.data.datasets import build_dataset, collate_batch
     from udifftext.lit.unet_module import LitUDiffText
 
     torch.manual_seed(seed)
-    module = LitUDiffText(cfg).eval()
-    data = build_dataset(replace(cfg.data, length=samples))
-    return attention_report(module, collate_batch([data[i] for i in range(samples)]), timestep)
+    return attention_report(LitUDiffText(cfg).eval(), training_samples(cfg, samples), timestep)
+
+
+def training_samples(cfg: Any, n: int) -> dict:
+    """The first `n` samples of the config's training data as one batch."""
+    from dataclasses import replace
+
+    from udifftext.data.datasets import build_dataset, collate_batch
+
+    data = build_dataset(replace(cfg.data, length=n))
+    return collate_batch([data[i] for i in range(n)])
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:

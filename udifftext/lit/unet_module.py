@@ -48,13 +48,14 @@ def load_init_weights(unet: torch.nn.Module, path: str, trainable: list[str], fr
     keep their present (freshly initialised) values: they are not taken from the file.
     """
     what = "UNet weights to start from (init_from)"
+    fresh = set(fresh)
     if Path(path).is_dir():
         state = load_state_dict(Path(path) / PART_FILES["unet"], what, INIT_SOURCE)
-        missing = list(fresh)
+        missing = fresh
     else:
         state = load_state_dict(path, what, INIT_SOURCE)
-        missing = [k for k in unet.state_dict() if k not in set(trainable)] + list(fresh)
-    state = {k: v for k, v in state.items() if k not in set(fresh)}
+        missing = fresh | {k for k in unet.state_dict() if k not in set(trainable)}
+    state = {k: v for k, v in state.items() if k not in fresh}
     load_strict(unet, state, expected_missing=missing, what=what)
 
 
@@ -204,6 +205,18 @@ class LitUDiffText(pl.LightningModule):
 
     # ------------------------------------------------------------------ training
 
+    def predict(
+        self, noisy: torch.Tensor, t: torch.Tensor, context: torch.Tensor | None, cond: dict, capture: bool
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The UNet's prediction on `_condition`'s inputs and, when `capture`, its char cross-attention maps."""
+        self.store.clear()
+        self.store.enabled = capture
+        try:
+            pred = self.unet(noisy, t, context, cond["mask"], cond["masked"], cond["glyph"])  # (B, C, h, w)
+            return pred, dict(zip(self.store.names(), self.store.maps(), strict=True))
+        finally:
+            self.store.enabled = False
+
     def losses(self, batch: dict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Every loss term of one batch; `loss` is their weighted sum (paper Eq. 7)."""
         cfg, B = self.cfg, len(batch["text"])
@@ -221,20 +234,14 @@ class LitUDiffText(pl.LightningModule):
         t = torch.randint(0, cfg.diffusion.num_train_timesteps, (B,), **rand)  # (B,)
         noisy = self.scheduler.add_noise(x0, noise, t)  # (B, C, h, w)
         local = self.text_mode and cfg.loss.local_enabled and cfg.loss.lambda_local > 0
-        self.store.clear()
-        self.store.enabled = local
-        try:
-            pred = self.unet(noisy, t, context, cond["mask"], cond["masked"], cond["glyph"])  # (B, C, h, w)
-            maps = self.store.maps()
-        finally:
-            self.store.enabled = False
+        pred, maps = self.predict(noisy, t, context, cond, capture=local)  # (B, C, h, w)
         target = training_target(x0, noise, t, self.alphas_cumprod, cfg.diffusion.prediction_type)
         terms = {"loss/dsm": dsm_loss(pred, target, cond["mask"], cfg.diffusion)}
         total = terms["loss/dsm"]
         if local:
             char_mask = batch["char_seg_mask"] * (~drop)[:, None]  # (B, L): no text, no attention target
             terms["loss/local"] = local_attention_loss(
-                maps, batch["char_seg"], char_mask, cfg.loss.blur_kernel, cfg.loss.blur_sigma
+                list(maps.values()), batch["char_seg"], char_mask, cfg.loss.blur_kernel, cfg.loss.blur_sigma
             )
             total = total + cfg.loss.lambda_local * terms["loss/local"]
         keep = ~drop  # (B,) samples with text: only they can be read
