@@ -4,7 +4,13 @@ import pytest
 import torch
 
 from udifftext.config import DiffusionConfig
-from udifftext.losses import attention_excite_loss, dsm_loss, gaussian_blur, local_attention_loss
+from udifftext.losses import (
+    attention_excite_loss,
+    dsm_loss,
+    gaussian_blur,
+    local_attention_loss,
+    resize_char_masks,
+)
 
 L, H, W = 4, 32, 32
 
@@ -99,3 +105,21 @@ def test_attention_excite_loss_is_per_sample_and_rewards_the_weakest_character()
     padding_only_changed = strong.clone()
     padding_only_changed[:, 3] = 0
     torch.testing.assert_close(attention_excite_loss([padding_only_changed], mask, valid), loss[:1])
+
+
+def test_cover_resize_keeps_a_thin_character_that_nearest_loses():
+    seg = torch.zeros(1, 2, 32, 32)
+    seg[0, 0, 8:24, 5:8] = 1  # a thin character between the nearest samples of an 8 x 8 map (columns 0, 4, 8, ...)
+    seg[0, 1, 8:24, 16:28] = 1  # a wide one
+    assert resize_char_masks(seg, (8, 8), "nearest")[0, 0].sum() == 0
+    cover = resize_char_masks(seg, (8, 8), "cover")
+    assert cover[0, 0, 2:6, 1].eq(1).all() and cover[0, 0].sum() == 4  # column 1 (pixels 4-7), rows 2-5
+    assert cover[0, 1, 2:6, 4:7].eq(1).all() and cover[0, 1].sum() == 12
+    valid = torch.ones(1, 2)
+    attn = cover / cover.sum(1, keepdim=True).clamp_min(1)  # each character attends only inside its cells
+    nearest_loss = local_attention_loss([attn], seg, valid, mask_resize="nearest")
+    cover_loss = local_attention_loss([attn], seg, valid, mask_resize="cover")
+    assert cover_loss < -0.3  # perfect localisation is rewarded for both characters
+    assert nearest_loss > cover_loss + 0.2  # nearest counts the thin one as all outside: p = 0
+    with pytest.raises(ValueError, match="mask_resize"):
+        local_attention_loss([attn], seg, valid, mask_resize="bilinear")

@@ -241,6 +241,50 @@ def test_position_glyph_trains_and_samples_with_the_ramp(tmp_path):
         LitUDiffText(tiny(tmp_path, "unet.glyph_channel=true", "unet.in_channels=8", "unet.glyph_content=ink"))
 
 
+def test_mask_padding_reaches_every_unet_call(tmp_path):
+    """unet.mask_padding: training, validation sampling and the exported pipeline (noise selection, refinement,
+    the guided CFG batch) all give the UNet the word's characters as its context mask; L_loc resizes per config."""
+    from PIL import Image
+
+    from udifftext.config import NoiseSelectionConfig, RefinementConfig
+    from udifftext.lit.unet_module import LitUDiffText, export_pipeline
+    from udifftext.pipeline import UDiffTextPipeline
+    from udifftext.sampling.regions import parse_box
+
+    module = LitUDiffText(tiny(tmp_path, "unet.mask_padding=true", "loss.local_mask_resize=cover"))
+    batch = next(iter(torch.utils.data.DataLoader(_dataset(module.cfg), 2, collate_fn=_collate())))
+    chars = batch["char_seg_mask"]  # (B, L)
+    assert 0 < chars.sum(1).min() and chars.sum(1).max() < chars.shape[1]
+    seen = []
+    forward = module.unet.forward
+    module.unet.forward = lambda *args: seen.append(args[6]) or forward(*args)
+    terms = module.losses(batch, torch.Generator().manual_seed(0))
+    assert torch.isfinite(terms["loss"]) and terms["loss/local"] != 0
+    module.cfg.val_steps = 1
+    module.sample(batch, torch.Generator().manual_seed(0))
+    assert len(seen) == 2
+    torch.testing.assert_close(seen[0], chars)
+    torch.testing.assert_close(seen[1], torch.cat([chars, chars]))  # [uncond; cond]
+    module.unet.forward = forward
+    pipe = UDiffTextPipeline.from_pretrained(export_pipeline(module, tmp_path / "masked"))
+    assert pipe.unet.mask_padding
+    seen.clear()
+    forward = pipe.unet.forward
+    pipe.unet.forward = lambda *args: seen.append(args[6]) or forward(*args)
+    cfg = SampleConfig(
+        steps=2,
+        noise_selection=NoiseSelectionConfig(candidates=2, steps=1, chunk_size=2),
+        refinement=RefinementConfig(enabled=True, iterative_steps=[1], thresholds=[-10.0], max_iters=1),
+    )
+    pipe(Image.new("RGB", (64, 64), "white"), [parse_box("8,20,56,40")], ["Hey"], cfg)
+    assert len(seen) >= 4  # selection, refinement, denoising
+    for mask in seen:
+        assert mask.shape[1] == 12 and torch.equal(mask, mask[:1].expand_as(mask))
+        assert mask[0].tolist() == [1.0] * 3 + [0.0] * 9
+    with pytest.raises(ValueError, match="local_mask_resize must be one of"):
+        LitUDiffText(tiny(tmp_path, "loss.local_mask_resize=bilinear"))
+
+
 def test_rectified_crops_train_and_export(tmp_path):
     """data.crop_width trains on R x crop_width crops end to end (losses, validation images, export) and the
     exported pipeline samples at that shape."""

@@ -190,3 +190,41 @@ def test_gradient_checkpointing_with_capture_gives_the_same_gradients():
     assert grads[0].keys() == grads[1].keys()
     for name, g in grads[0].items():
         torch.testing.assert_close(grads[1][name], g, rtol=1e-4, atol=1e-6)
+
+
+def test_mask_padding_keeps_the_cross_attention_on_the_words_characters():
+    torch.manual_seed(0)
+    cfg = tiny_cfg("unet.mask_padding=true")
+    model = build_unet(cfg)
+    with torch.no_grad():  # give the text a visible effect
+        for name in model.cross_attention_blocks:
+            torch.nn.init.normal_(model.unet.get_submodule(name).attn2.to_out[0].weight, std=0.1)
+    store = AttentionStore(max_len=12, min_size=8)
+    install_attention_capture(model, store)
+    noisy, t, context, mask, masked = inputs()
+    chars = torch.zeros(2, 12)
+    chars[0, :3], chars[1, :7] = 1, 1  # words of 3 and 7 characters
+    out = model(noisy, t, context, mask, masked, context_mask=chars)
+    maps = store.maps()
+    assert maps
+    for m in maps:  # all probability on the characters, none on the padding
+        torch.testing.assert_close(m.sum(1), torch.ones_like(m[:, 0]), rtol=0, atol=1e-5)
+        assert m[0, 3:].abs().max() == 0 and m[1, 7:].abs().max() == 0
+    padding_changed = torch.where(chars[..., None] > 0, context, torch.randn_like(context))
+    store.clear()
+    same = model(noisy, t, padding_changed, mask, masked, context_mask=chars)
+    torch.testing.assert_close(same, out, rtol=0, atol=1e-6)  # the padding tokens are never read
+    unmasked = build_unet(tiny_cfg())
+    unmasked.load_state_dict(model.state_dict())
+    reads_padding = unmasked(noisy, t, padding_changed, mask, masked, context_mask=chars)
+    assert (reads_padding - unmasked(noisy, t, context, mask, masked)).abs().max() > 1e-4  # mask ignored there
+    zeros = torch.zeros_like(context)  # the unconditional context: every key equal, any mask reads the same
+    no_chars = torch.zeros_like(chars)  # a row without characters reads every token instead of none
+    torch.testing.assert_close(
+        model(noisy, t, zeros, mask, masked, context_mask=no_chars),
+        model(noisy, t, zeros, mask, masked, context_mask=chars),
+        rtol=0,
+        atol=1e-6,
+    )
+    with pytest.raises(ValueError, match="mask_padding needs context_mask"):
+        model(noisy, t, context, mask, masked)

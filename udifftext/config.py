@@ -166,6 +166,7 @@ class UNetConfig:
     glyph_content: str = "text"  # text | position: a ramp along the word, where but not which letter
     glyph_ink_prob: float = 0.0  # losses only (never sampling): share of glyphs that are the target's own ink
     glyph_drop_prob: float = 0.0  # losses only: share of samples with an empty glyph (1: a token-only twin)
+    mask_padding: bool = False  # the char cross-attention reads only the word's characters, never the padding
     base_weights: str = ""  # diffusers folder or 512-inpainting-ema.ckpt; "" = random initialisation
     mode: str = "udifftext"  # udifftext: new char cross-attention | base: text-free inpainting
 
@@ -209,6 +210,7 @@ class LossConfig:
     blur_kernel: int = 3
     blur_sigma: float = 1.0
     min_attn_size: int = 16  # attention maps smaller than this (side, in positions) are not used
+    local_mask_resize: str = "nearest"  # nearest (upstream) | cover: a character owns every map cell it touches
     ocr_ce_clamp: float = 1.0
 
 

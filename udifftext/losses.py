@@ -49,23 +49,39 @@ def _check_maps(maps: list[torch.Tensor], char_seg_mask: torch.Tensor) -> None:
             raise ValueError(f"each attention map must be {want}, got {tuple(m.shape)}")
 
 
+MASK_RESIZES = ("nearest", "cover")  # LossConfig.local_mask_resize
+
+
+def resize_char_masks(char_seg: torch.Tensor, size: tuple[int, int], how: str) -> torch.Tensor:
+    """(B, L, H, W) character masks in {0, 1} -> (B, L, h, w): nearest sampling, or "cover" (any overlap)."""
+    if how == "cover":
+        return F.adaptive_max_pool2d(char_seg.float(), tuple(size))
+    return F.interpolate(char_seg.float(), size=tuple(size), mode="nearest")
+
+
 def local_attention_loss(
     maps: list[torch.Tensor],
     char_seg: torch.Tensor,
     char_seg_mask: torch.Tensor,
     kernel_size: int = 3,
     sigma: float = 1.0,
+    mask_resize: str = "nearest",
 ) -> torch.Tensor:
     """L_loc (paper Eq. 5; upstream `get_local_loss`): pull each character's attention inside its own mask.
 
     Per layer and character j: blur A_j (Gaussian G), n_j = max over pixels of G(A_j)·(1 - S_j),
-    p_j = max of G(A_j)·S_j, with S_j the char mask resized (nearest) to the map size; average n and p over
+    p_j = max of G(A_j)·S_j, with S_j the char mask resized to the map size; average n and p over
     the real characters (`char_seg_mask`); layer loss = mean n - mean p; mean over layers, then batch.
+    `mask_resize`: "nearest" (upstream) samples one pixel per map cell, so on maps much coarser than the
+    characters a thin one can vanish (p_j = 0, a term no attention can lower); "cover" gives a character
+    every cell it touches (max-pooling), so it always keeps its place.
     maps: list of (B, L, h, w); char_seg (B, L, H, W) in {0, 1}; char_seg_mask (B, L), 1 for real characters.
     Samples with no character masks (all-zero `char_seg`, e.g. ICDAR13) or no real characters are skipped;
     with none left in the batch the loss is 0 (still in the graph).
     """
     _check_maps(maps, char_seg_mask)
+    if mask_resize not in MASK_RESIZES:
+        raise ValueError(f"mask_resize must be one of {MASK_RESIZES}, got '{mask_resize}'")
     if char_seg.shape[:2] != char_seg_mask.shape:
         want = f"(B, L, H, W) with (B, L)={tuple(char_seg_mask.shape)}"
         raise ValueError(f"char_seg must be {want}, got {tuple(char_seg.shape)}")
@@ -77,7 +93,7 @@ def local_attention_loss(
     per_layer = []
     for attn in maps:
         blurred = gaussian_blur(attn.float(), kernel_size, sigma)  # (B, L, h, w)
-        seg = F.interpolate(char_seg.float(), size=attn.shape[-2:], mode="nearest")  # (B, L, h, w)
+        seg = resize_char_masks(char_seg, attn.shape[-2:], mask_resize)  # (B, L, h, w)
         p = (blurred * seg).amax(dim=(2, 3))  # (B, L)
         n = (blurred * (1 - seg)).amax(dim=(2, 3))  # (B, L)
         mean_p = (p * valid).sum(1) / count.clamp_min(1)  # (B,)

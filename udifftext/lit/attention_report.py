@@ -11,8 +11,6 @@ from typing import Any
 
 import torch
 
-from udifftext.losses import local_attention_loss
-
 
 def character_share(attn: torch.Tensor, char_seg_mask: torch.Tensor) -> torch.Tensor:
     """Mean share of the attention that falls on the word's own characters, per sample.
@@ -42,7 +40,7 @@ def attention_report(module: Any, batch: dict, timestep: int) -> list[dict[str, 
     for name, attn in maps.items():
         layer = module.unet.unet.get_submodule(name)
         weights = [layer.to_q.weight, layer.to_k.weight]
-        loss = local_attention_loss([attn], batch["char_seg"], batch["char_seg_mask"])
+        loss = module.local_loss([attn], batch["char_seg"], batch["char_seg_mask"])
         grads = torch.autograd.grad(loss, weights, retain_graph=True)
         peak = (attn.amax(dim=(2, 3)) * chars).sum() / chars.sum()
         rows.append(
@@ -50,7 +48,7 @@ def attention_report(module: Any, batch: dict, timestep: int) -> list[dict[str, 
                 "layer": name,
                 "size": tuple(attn.shape[-2:]),
                 "char_share": character_share(attn, chars).mean().item(),
-                "uniform_share": (chars.sum(1) / chars.shape[1]).mean().item(),
+                "uniform_share": 1.0 if module.unet.mask_padding else (chars.sum(1) / chars.shape[1]).mean().item(),
                 "char_peak": peak.item(),
                 "l_loc": loss.item(),
                 "l_loc_grad_qk": sum(g.norm() ** 2 for g in grads).sqrt().item(),

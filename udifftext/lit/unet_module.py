@@ -33,7 +33,7 @@ from udifftext.lit.trainer import (
     save_run_config,
     seed_launch,
 )
-from udifftext.losses import dsm_loss, local_attention_loss, ocr_loss
+from udifftext.losses import MASK_RESIZES, dsm_loss, local_attention_loss, ocr_loss
 from udifftext.text.encoder import load_text_encoder
 from udifftext.unet import AttentionStore, build_unet, install_attention_capture, set_trainable
 
@@ -104,6 +104,9 @@ class LitUDiffText(pl.LightningModule):
         drop = cfg.unet.glyph_drop_prob
         if not 0 <= drop <= 1 or (drop > 0 and not cfg.unet.glyph_channel):
             raise ValueError(f"unet.glyph_drop_prob must be in [0, 1] and needs unet.glyph_channel, got {drop}")
+        resize = cfg.loss.local_mask_resize
+        if resize not in MASK_RESIZES:
+            raise ValueError(f"loss.local_mask_resize must be one of {MASK_RESIZES}, got '{resize}'")
         self.cfg = cfg
         self.text_mode = cfg.unet.mode == "udifftext"
         self.unet = build_unet(cfg)
@@ -168,6 +171,7 @@ class LitUDiffText(pl.LightningModule):
                 "masked": self.first_stage.encode(batch["masked_image"]),  # (B, C, h, w)
                 "mask": self.first_stage.resize_mask(batch["mask"]),  # (B, 1, h, w)
                 "glyph": None,
+                "context_mask": batch["char_seg_mask"],  # (B, L): tokens a padding-masked cross-attention reads
             }
             if self.cfg.unet.glyph_channel:  # a model trained on empty glyphs only gets an empty one
                 glyphs = self._glyphs(batch) if self.cfg.unet.samples_with_glyph else torch.zeros_like(batch["mask"])
@@ -212,10 +216,17 @@ class LitUDiffText(pl.LightningModule):
         self.store.clear()
         self.store.enabled = capture
         try:
-            pred = self.unet(noisy, t, context, cond["mask"], cond["masked"], cond["glyph"])  # (B, C, h, w)
+            pred = self.unet(
+                noisy, t, context, cond["mask"], cond["masked"], cond["glyph"], cond["context_mask"]
+            )  # (B, C, h, w)
             return pred, dict(zip(self.store.names(), self.store.maps(), strict=True))
         finally:
             self.store.enabled = False
+
+    def local_loss(self, maps: list[torch.Tensor], char_seg: torch.Tensor, char_mask: torch.Tensor) -> torch.Tensor:
+        """L_loc with this config's blur and character-mask resizing."""
+        cfg = self.cfg.loss
+        return local_attention_loss(maps, char_seg, char_mask, cfg.blur_kernel, cfg.blur_sigma, cfg.local_mask_resize)
 
     def losses(self, batch: dict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Every loss term of one batch; `loss` is their weighted sum (paper Eq. 7)."""
@@ -240,9 +251,7 @@ class LitUDiffText(pl.LightningModule):
         total = terms["loss/dsm"]
         if local:
             char_mask = batch["char_seg_mask"] * (~drop)[:, None]  # (B, L): no text, no attention target
-            terms["loss/local"] = local_attention_loss(
-                list(maps.values()), batch["char_seg"], char_mask, cfg.loss.blur_kernel, cfg.loss.blur_sigma
-            )
+            terms["loss/local"] = self.local_loss(list(maps.values()), batch["char_seg"], char_mask)
             total = total + cfg.loss.lambda_local * terms["loss/local"]
         keep = ~drop  # (B,) samples with text: only they can be read
         if self.text_mode and cfg.loss.ocr_enabled and cfg.loss.lambda_ocr > 0 and keep.any():

@@ -24,7 +24,7 @@ class Conditioning:
     masked: torch.Tensor  # (B, C, h, w) masked image in the first stage's space
     glyph: torch.Tensor | None  # (B, 1, h, w) rendered text, only for glyph-channel models
     region_mask: torch.Tensor  # (B, 1, H, W) at model resolution: where L_aae looks for attention
-    char_mask: torch.Tensor  # (B, L) 1 for real characters
+    char_mask: torch.Tensor  # (B, L) 1 for real characters (the tokens a padding-masked cross-attention reads)
 
     def repeat(self, n: int) -> Conditioning:
         """The same conditioning for n samples (a batch of candidate noises)."""
@@ -78,7 +78,7 @@ class GuidedDenoiser:
         self.store.clear()
         self.store.enabled = capture
         try:
-            out = self.unet(z_in, t, cond.context, cond.mask, cond.masked, cond.glyph)  # (B, C, h, w)
+            out = self.unet(z_in, t, cond.context, cond.mask, cond.masked, cond.glyph, cond.char_mask)  # (B, C, h, w)
             maps = self.store.maps() if capture else None
         finally:
             self.store.enabled = False

@@ -159,6 +159,7 @@ class TextUNet(nn.Module):
         self.in_channels = u.in_channels
         self.image_channels = first_stage_channels(cfg)
         self.glyph_channel = u.glyph_channel
+        self.mask_padding = u.mask_padding and u.mode == "udifftext"
         self.stem_factor = u.stem_factor if u.stem == "pixel_unshuffle" else 1
         self.unet = UNet2DConditionModel(**diffusers_unet_kwargs(cfg))
         blocks = cross_attention_blocks(self.unet)
@@ -193,10 +194,14 @@ class TextUNet(nn.Module):
         mask: torch.Tensor,
         masked: torch.Tensor,
         glyph: torch.Tensor | None = None,
+        context_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """noisy/masked (B, C, h, w), mask/glyph (B, 1, h, w), context (B, L, W) -> prediction (B, C, h, w).
 
         In `mode: base` the context is ignored and a zero context is used (text-free inpainting).
+        `context_mask` (B, L), 1 for the word's characters: with `unet.mask_padding` the cross-attention reads
+        only those tokens (a row with none reads all); without it the mask is ignored, as in the model's
+        training. A zero (unconditional) context gives the same output under any mask: its keys are all equal.
         """
         B, _, h, w = noisy.shape
         if h % self.size_multiple or w % self.size_multiple:
@@ -218,7 +223,15 @@ class TextUNet(nn.Module):
         if self.stem_factor > 1:
             x = F.pixel_unshuffle(x, self.stem_factor)  # (B, in_channels * f^2, h/f, w/f)
         t = timesteps.expand(B) if timesteps.ndim == 0 else timesteps
-        out = self.unet(x, t, encoder_hidden_states=context).sample  # (B, C * f^2, h/f, w/f)
+        keep = None
+        if self.mask_padding:
+            want = tuple(context.shape[:2])
+            if context_mask is None or tuple(context_mask.shape) != want:
+                shape = None if context_mask is None else tuple(context_mask.shape)
+                raise ValueError(f"unet.mask_padding needs context_mask of shape {want}, got {shape}")
+            keep = context_mask > 0  # (B, L)
+            keep = keep | ~keep.any(dim=1, keepdim=True)  # (B, L): a row without characters reads every token
+        out = self.unet(x, t, encoder_hidden_states=context, encoder_attention_mask=keep).sample  # (B, C*f^2, h/f, w/f)
         if self.stem_factor > 1:
             out = F.pixel_shuffle(out, self.stem_factor)  # (B, C, h, w)
         return out
