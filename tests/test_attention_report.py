@@ -9,7 +9,9 @@ from udifftext.config import UNetStageConfig, load_config
 from udifftext.lit.attention_report import (
     attention_report,
     character_share,
+    flat_mask_share,
     markdown,
+    own_mask_share,
     report_for_config,
     training_samples,
 )
@@ -26,6 +28,20 @@ def test_character_share_counts_only_the_words_tokens():
     attn[1, :2] = 0.5  # word "ab": everything on its two characters
     chars = torch.tensor([[1, 0, 0, 0], [1, 1, 0, 0]])
     torch.testing.assert_close(character_share(attn, chars), torch.tensor([0.25, 1.0]))
+
+
+def test_own_mask_share_measures_localisation():
+    seg = torch.zeros(1, 3, 8, 8)
+    seg[0, 0, :, :4], seg[0, 1, :, 4:] = 1, 1  # two characters, left and right halves; token 2 is padding
+    chars = torch.tensor([[1, 1, 0]])
+    inside = seg / 32  # each character's attention spread over its own half
+    flat = torch.full((1, 3, 8, 8), 1 / 64)
+    swapped = seg[:, [1, 0, 2]] / 32  # each character looks at the other's half
+    torch.testing.assert_close(own_mask_share(inside, seg, chars), torch.tensor([1.0]))
+    torch.testing.assert_close(own_mask_share(flat, seg, chars), torch.tensor([0.5]))
+    torch.testing.assert_close(own_mask_share(swapped, seg, chars), torch.tensor([0.0]))
+    torch.testing.assert_close(flat_mask_share(seg, (4, 4), chars), torch.tensor([0.5]))
+    assert own_mask_share(flat, torch.zeros_like(seg), chars).isnan().all()  # no masks: nothing to measure
 
 
 def test_report_of_a_uniform_attention(tmp_path):
@@ -46,6 +62,8 @@ def test_report_of_a_uniform_attention(tmp_path):
     for row in uniform:
         assert row["char_share"] == pytest.approx(row["uniform_share"], abs=1e-5)
         assert 0 < row["uniform_share"] < 1 and row["l_loc_grad_qk"] > 1e-6
+        assert row["own_mask_share"] == pytest.approx(row["flat_mask_share"], abs=1e-5)  # flat over space
+        assert 0 < row["flat_mask_share"] < 0.5
 
 
 def test_the_shipped_glyph_model_parks_its_text_attention_on_padding(tmp_path):

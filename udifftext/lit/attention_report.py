@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from udifftext.losses import resize_char_masks
+
 
 def character_share(attn: torch.Tensor, char_seg_mask: torch.Tensor) -> torch.Tensor:
     """Mean share of the attention that falls on the word's own characters, per sample.
@@ -21,11 +23,35 @@ def character_share(attn: torch.Tensor, char_seg_mask: torch.Tensor) -> torch.Te
     return (attn.mean(dim=(2, 3)) * char_seg_mask.to(attn)).sum(1)  # (B,)
 
 
+def own_mask_share(attn: torch.Tensor, char_seg: torch.Tensor, char_seg_mask: torch.Tensor) -> torch.Tensor:
+    """How localised each character's attention is: the share of its map inside its own mask, per sample.
+
+    attn (B, L, h, w); char_seg (B, L, H, W) resized by "cover" (every cell a character touches); averaged over
+    the real characters that have a mask. A map flat over space gives each character its mask's share of the
+    cells (`flat_mask_share`); a map entirely inside the mask gives 1. Samples without masks give NaN.
+    """
+    seg = resize_char_masks(char_seg, attn.shape[-2:], "cover")  # (B, L, h, w)
+    inside = (attn * seg).sum(dim=(2, 3)) / attn.sum(dim=(2, 3)).clamp_min(1e-12)  # (B, L)
+    return _mean_over_characters(inside, seg, char_seg_mask)
+
+
+def flat_mask_share(char_seg: torch.Tensor, size: tuple[int, int], char_seg_mask: torch.Tensor) -> torch.Tensor:
+    """`own_mask_share` of a map flat over space: the mean share of the cells each character's mask covers."""
+    seg = resize_char_masks(char_seg, size, "cover")  # (B, L, h, w)
+    return _mean_over_characters(seg.mean(dim=(2, 3)), seg, char_seg_mask)
+
+
+def _mean_over_characters(values: torch.Tensor, seg: torch.Tensor, char_seg_mask: torch.Tensor) -> torch.Tensor:
+    real = char_seg_mask.to(values) * (seg.flatten(2).amax(2) > 0)  # (B, L) real characters with a mask
+    return (values * real).sum(1) / real.sum(1)  # (B,)
+
+
 def attention_report(module: Any, batch: dict, timestep: int) -> list[dict[str, Any]]:
     """Per captured cross-attention layer of a `LitUDiffText` on `batch` at one noise level.
 
     For each layer: its map size, the attention share on the word's characters (and what a uniform softmax
-    would give), the mean peak probability of a character token, and that layer's L_loc with the norm of its
+    would give), the share of each character's attention inside its own mask (and a spatially flat map's), the
+    mean peak probability of a character token, and that layer's L_loc with the norm of its
     gradient on the layer's query and key weights (the signal L_loc can send).
     """
     B = len(batch["text"])
@@ -49,6 +75,8 @@ def attention_report(module: Any, batch: dict, timestep: int) -> list[dict[str, 
                 "size": tuple(attn.shape[-2:]),
                 "char_share": character_share(attn, chars).mean().item(),
                 "uniform_share": 1.0 if module.unet.mask_padding else (chars.sum(1) / chars.shape[1]).mean().item(),
+                "own_mask_share": own_mask_share(attn, batch["char_seg"], chars).nanmean().item(),
+                "flat_mask_share": flat_mask_share(batch["char_seg"], attn.shape[-2:], chars).nanmean().item(),
                 "char_peak": peak.item(),
                 "l_loc": loss.item(),
                 "l_loc_grad_qk": sum(g.norm() ** 2 for g in grads).sqrt().item(),
@@ -78,12 +106,14 @@ def training_samples(cfg: Any, n: int) -> dict:
 def markdown(rows: list[dict[str, Any]]) -> str:
     """The report as a markdown table."""
     lines = [
-        "| layer | map | share on characters (uniform) | char peak | L_loc | L_loc grad on q, k |",
-        "|---|---|---|---|---|---|",
+        "| layer | map | share on characters (uniform) | inside own mask (flat) | char peak | L_loc "
+        "| L_loc grad on q, k |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['layer']} | {r['size'][0]}x{r['size'][1]} | {r['char_share']:.3f} ({r['uniform_share']:.3f}) | "
-            f"{r['char_peak']:.3f} | {r['l_loc']:.4f} | {r['l_loc_grad_qk']:.2e} |"
+            f"{r['own_mask_share']:.3f} ({r['flat_mask_share']:.3f}) | {r['char_peak']:.3f} | {r['l_loc']:.4f} | "
+            f"{r['l_loc_grad_qk']:.2e} |"
         )
     return "\n".join(lines)
