@@ -56,7 +56,9 @@ def resize_char_masks(char_seg: torch.Tensor, size: tuple[int, int], how: str) -
     """(B, L, H, W) character masks in {0, 1} -> (B, L, h, w): nearest sampling, or "cover" (any overlap)."""
     if how == "cover":
         return F.adaptive_max_pool2d(char_seg.float(), tuple(size))
-    return F.interpolate(char_seg.float(), size=tuple(size), mode="nearest")
+    if how == "nearest":
+        return F.interpolate(char_seg.float(), size=tuple(size), mode="nearest")
+    raise ValueError(f"mask_resize must be one of {MASK_RESIZES}, got '{how}'")
 
 
 def local_attention_loss(
@@ -80,8 +82,6 @@ def local_attention_loss(
     with none left in the batch the loss is 0 (still in the graph).
     """
     _check_maps(maps, char_seg_mask)
-    if mask_resize not in MASK_RESIZES:
-        raise ValueError(f"mask_resize must be one of {MASK_RESIZES}, got '{mask_resize}'")
     if char_seg.shape[:2] != char_seg_mask.shape:
         want = f"(B, L, H, W) with (B, L)={tuple(char_seg_mask.shape)}"
         raise ValueError(f"char_seg must be {want}, got {tuple(char_seg.shape)}")

@@ -23,21 +23,20 @@ def character_share(attn: torch.Tensor, char_seg_mask: torch.Tensor) -> torch.Te
     return (attn.mean(dim=(2, 3)) * char_seg_mask.to(attn)).sum(1)  # (B,)
 
 
-def own_mask_share(attn: torch.Tensor, char_seg: torch.Tensor, char_seg_mask: torch.Tensor) -> torch.Tensor:
+def own_mask_share(attn: torch.Tensor, seg: torch.Tensor, char_seg_mask: torch.Tensor) -> torch.Tensor:
     """How localised each character's attention is: the share of its map inside its own mask, per sample.
 
-    attn (B, L, h, w); char_seg (B, L, H, W) resized by "cover" (every cell a character touches); averaged over
-    the real characters that have a mask. A map flat over space gives each character its mask's share of the
-    cells (`flat_mask_share`); a map entirely inside the mask gives 1. Samples without masks give NaN.
+    attn (B, L, h, w); seg (B, L, h, w) the character masks at the map's size (`resize_char_masks`, "cover": every
+    cell a character touches); averaged over the real characters that have a mask. A map flat over space gives
+    each character its mask's share of the cells (`flat_mask_share`); a map entirely inside the mask gives 1.
+    Samples without masks give NaN.
     """
-    seg = resize_char_masks(char_seg, attn.shape[-2:], "cover")  # (B, L, h, w)
     inside = (attn * seg).sum(dim=(2, 3)) / attn.sum(dim=(2, 3)).clamp_min(1e-12)  # (B, L)
     return _mean_over_characters(inside, seg, char_seg_mask)
 
 
-def flat_mask_share(char_seg: torch.Tensor, size: tuple[int, int], char_seg_mask: torch.Tensor) -> torch.Tensor:
+def flat_mask_share(seg: torch.Tensor, char_seg_mask: torch.Tensor) -> torch.Tensor:
     """`own_mask_share` of a map flat over space: the mean share of the cells each character's mask covers."""
-    seg = resize_char_masks(char_seg, size, "cover")  # (B, L, h, w)
     return _mean_over_characters(seg.mean(dim=(2, 3)), seg, char_seg_mask)
 
 
@@ -69,14 +68,15 @@ def attention_report(module: Any, batch: dict, timestep: int) -> list[dict[str, 
         loss = module.local_loss([attn], batch["char_seg"], batch["char_seg_mask"])
         grads = torch.autograd.grad(loss, weights, retain_graph=True)
         peak = (attn.amax(dim=(2, 3)) * chars).sum() / chars.sum()
+        seg = resize_char_masks(batch["char_seg"], attn.shape[-2:], "cover")  # (B, L, h, w)
         rows.append(
             {
                 "layer": name,
                 "size": tuple(attn.shape[-2:]),
                 "char_share": character_share(attn, chars).mean().item(),
                 "uniform_share": 1.0 if module.unet.mask_padding else (chars.sum(1) / chars.shape[1]).mean().item(),
-                "own_mask_share": own_mask_share(attn, batch["char_seg"], chars).nanmean().item(),
-                "flat_mask_share": flat_mask_share(batch["char_seg"], attn.shape[-2:], chars).nanmean().item(),
+                "own_mask_share": own_mask_share(attn, seg, chars).nanmean().item(),
+                "flat_mask_share": flat_mask_share(seg, chars).nanmean().item(),
                 "char_peak": peak.item(),
                 "l_loc": loss.item(),
                 "l_loc_grad_qk": sum(g.norm() ** 2 for g in grads).sqrt().item(),
