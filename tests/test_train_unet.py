@@ -365,3 +365,17 @@ def test_ema_weights_update_swap_and_reach_the_export(base_run, tmp_path):
     assert run_unet_stage(tiny(tmp_path, *overrides, "train.max_steps=4"), "cpu", 1)["global_step"] == 4
     overrides[1] = "ema_decay=0.9"
     assert run_unet_stage(tiny(tmp_path, *overrides, "train.max_steps=5"), "cpu", 1)["global_step"] == 5
+
+
+def test_random_char_encoder_is_the_same_in_every_launch(tmp_path):
+    """A frozen, not pretrained char encoder (the ablation) is drawn from train.seed, not the launch's stream: a
+    resumed launch reseeds, and its checkpoint holds only the trained UNet weights."""
+    from udifftext.lit.unet_module import LitUDiffText
+
+    def encoder_after(global_seed: int, *overrides: str) -> dict:
+        torch.manual_seed(global_seed)
+        return LitUDiffText(tiny(tmp_path, "text_encoder.weights=''", *overrides)).text_encoder.state_dict()
+
+    first, resumed, other = encoder_after(0), encoder_after(1), encoder_after(0, "train.seed=7")
+    assert all(torch.equal(first[k], resumed[k]) for k in first)
+    assert not torch.equal(first["label_embedding.weight"], other["label_embedding.weight"])

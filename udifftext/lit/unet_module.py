@@ -116,7 +116,8 @@ class LitUDiffText(pl.LightningModule):
             trained = [n for n, p in self.unet.named_parameters() if p.requires_grad]
             fresh = self.unet.cross_attention_parameter_names() if cfg.init_fresh_cross_attention else []
             load_init_weights(self.unet, cfg.init_from, trained, fresh)
-        self.text_encoder = load_text_encoder(cfg.text_encoder).eval().requires_grad_(False)
+        frozen = load_text_encoder(cfg.text_encoder, init_seed=cfg.train.seed)  # never trained here
+        self.text_encoder = frozen.eval().requires_grad_(False)
         self.first_stage = build_first_stage(cfg.first_stage)
         self.recognizer = None
         if cfg.loss.ocr_enabled or cfg.recognizer.weights:

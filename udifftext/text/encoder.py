@@ -92,9 +92,18 @@ class CharTextEncoder(nn.Module):
         return torch.zeros(batch_size, self.max_len, self.width, device=weight.device, dtype=weight.dtype)
 
 
-def load_text_encoder(cfg: TextEncoderConfig) -> CharTextEncoder:
-    """Build the encoder; load `cfg.weights` (exported safetensors) strictly when set, else random init."""
-    encoder = CharTextEncoder(cfg)
+def load_text_encoder(cfg: TextEncoderConfig, init_seed: int | None = None) -> CharTextEncoder:
+    """Build the encoder; load `cfg.weights` (exported safetensors) strictly when set, else random init.
+
+    `init_seed` draws the random init from that seed without touching the global stream: a frozen random encoder
+    (the "not pretrained" ablation) must come out the same in every launch, and a resumed launch reseeds.
+    """
+    if cfg.weights or init_seed is None:
+        encoder = CharTextEncoder(cfg)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(init_seed)
+            encoder = CharTextEncoder(cfg)
     if cfg.weights:
         what = "char text encoder weights (.safetensors exported by train_encoder.py)"
         load_strict(encoder, load_state_dict(cfg.weights, what, WEIGHTS_SOURCE), what=what)
