@@ -188,7 +188,8 @@ def test_other_schedulers_sample(pipe, scene, scheduler):
 
 
 def test_vae_first_stage_and_glyph_channel(tiny_cfg, scene):
-    """A tiny VAE (factor 2, 4 latent channels) with a glyph channel: shapes line up, outside pixels kept."""
+    """A tiny VAE (factor 2, 4 latent channels) with a glyph channel: shapes line up, outside pixels kept; the
+    glyph and its margin change the output."""
     cfg = load_config(
         UNetStageConfig,
         "configs/unet/tiny.yaml",
@@ -211,6 +212,8 @@ def test_vae_first_stage_and_glyph_channel(tiny_cfg, scene):
     assert out.crops[0].size == (R, R) and out.heatmaps[0].shape == (3, R, R)
     no_glyph = vae_pipe(scene, [region], ["Hey"], replace(FAST, ablate="glyph"))
     assert not np.array_equal(np.asarray(out.image), np.asarray(no_glyph.image))
+    inset = vae_pipe(scene, [region], ["Hey"], replace(FAST, glyph_margin=0.3))  # the sample config reaches it
+    assert not np.array_equal(np.asarray(out.image), np.asarray(inset.image))
 
 
 def test_ablating_the_text_makes_the_output_independent_of_it(tiny_cfg, scene):
@@ -290,6 +293,24 @@ def test_glyph_canvas_follows_the_region_rotation(angle):
         ys, xs = np.nonzero(mask)
         box = glyph[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
         np.testing.assert_allclose(box, render_glyph("Hello world", *box.shape), atol=0.05)
+
+
+def test_glyph_margin_leaves_a_blank_border():
+    """glyph_margin=0.25 on a 20 x 80 box: the glyph is the 10 x 70 rendering in its middle, 5 px blank on every
+    side (training words keep such a border inside their box; a glyph to the edges gets its end letters cut)."""
+    from udifftext.data.render import render_glyph
+    from udifftext.pipeline import glyph_canvas
+
+    mask = np.zeros((64, 128), np.uint8)
+    mask[20:40, 24:104] = 1
+    glyph = glyph_canvas("Hello", mask, margin=0.25)
+    box = glyph[20:40, 24:104]
+    np.testing.assert_allclose(box[5:15, 5:75], render_glyph("Hello", 10, 70), atol=0.05)
+    inner = np.zeros_like(box, bool)
+    inner[5:15, 5:75] = True
+    assert box[~inner].max() < 0.05 and glyph[mask == 0].max() < 0.05
+    with pytest.raises(ValueError, match="glyph margin"):
+        glyph_canvas("Hello", mask, margin=0.5)
 
 
 @pytest.mark.parametrize("angle", [0.0, 15.0])

@@ -285,6 +285,7 @@ class SampleConfig:
     seed: int = 0
     blend_width: int = 3  # pixels of soft blend inside the mask edge when pasting back
     resolution: int = 0  # side of the region crop the UNet works on; 0 = the model's training resolution
+    glyph_margin: float = 0.0  # blank border around the glyph, x the region's height (training words have ~0.15)
     attention_heatmaps: bool = True  # capture the middle step's attention for per-character heatmaps
     ablate: str = ""  # diagnostics: "text" samples with the null context, "glyph" with an empty glyph channel
     noise_selection: NoiseSelectionConfig = field(default_factory=NoiseSelectionConfig)

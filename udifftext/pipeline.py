@@ -65,7 +65,7 @@ def check_sample_config(cfg: SampleConfig) -> None:
         check_refinement(cfg.refinement)
 
 
-def glyph_canvas(text: str, mask: np.ndarray, content: str = "text") -> np.ndarray:
+def glyph_canvas(text: str, mask: np.ndarray, content: str = "text", margin: float = 0.0) -> np.ndarray:
     """The glyph channel for `text` in the region `mask` (h, w): zeros outside the mask's minimum-area rectangle.
 
     `content` "text": the text rendered (`render_glyph`) into the rectangle; "position": a ramp along the
@@ -73,6 +73,7 @@ def glyph_canvas(text: str, mask: np.ndarray, content: str = "text") -> np.ndarr
     not which letter is there (`unet.glyph_content`). The rectangle follows the region's rotation, so a
     tilted word gets a tilted glyph rather than one stretched over its axis-aligned bounds. Its baseline is
     the side nearer to horizontal, pointing right: text is never read at more than 45 degrees here.
+    `margin` leaves that fraction of the rectangle's height blank on every side (`SampleConfig.glyph_margin`).
     """
     import cv2
 
@@ -92,10 +93,15 @@ def glyph_canvas(text: str, mask: np.ndarray, content: str = "text") -> np.ndarr
     unit_across = across / (height - 1) if height > 1 else np.array([0.0, 1.0])
     top_left = corners.mean(axis=0) - unit_along * width / 2 - unit_across * height / 2
     h, w = max(round(height), 1), max(round(width), 1)
+    if not 0 <= margin < 0.5:
+        raise ValueError(f"glyph margin must be in [0, 0.5) of the region's height, got {margin}")
+    pad = min(round(margin * h), (h - 1) // 2, (w - 1) // 2)
+    inner_h, inner_w = h - 2 * pad, w - 2 * pad
     if content == "text":
-        glyph = render_glyph(text, h, w)  # (h, w)
+        glyph = render_glyph(text, inner_h, inner_w)
     else:
-        glyph = np.broadcast_to((np.arange(w, dtype=np.float32) + 0.5) / w, (h, w))  # (h, w)
+        glyph = np.broadcast_to((np.arange(inner_w, dtype=np.float32) + 0.5) / inner_w, (inner_h, inner_w))
+    glyph = np.pad(glyph, pad)  # (h, w)
     scale_x, scale_y = width / glyph.shape[1], height / glyph.shape[0]
     affine = np.eye(3)
     affine[:2, 0], affine[:2, 1], affine[:2, 2] = unit_along * scale_x, unit_across * scale_y, top_left
@@ -300,7 +306,7 @@ class UDiffTextPipeline:
         crop_mask = roi.apply_mask(mask)  # (h, w) uint8
         crop = roi.apply_image(canvas)  # (h, w, 3) uint8
         # 3. encode
-        cond = ablate(self._condition(crop, crop_mask, text), cfg.ablate)
+        cond = ablate(self._condition(crop, crop_mask, text, cfg.glyph_margin), cfg.ablate)
         timings["prepare_s"] = time.perf_counter() - tick
         # 4. initial noise
         tick = time.perf_counter()
@@ -332,7 +338,7 @@ class UDiffTextPipeline:
         }
         return canvas, Image.fromarray(generated), heat, record
 
-    def _condition(self, crop: np.ndarray, crop_mask: np.ndarray, text: str) -> Conditioning:
+    def _condition(self, crop: np.ndarray, crop_mask: np.ndarray, text: str, glyph_margin: float) -> Conditioning:
         """Step 3: context, masked-image latent, working-size mask and glyph for one crop."""
         device = self.device
         image = torch.from_numpy(crop).permute(2, 0, 1)[None].float().div(127.5).sub(1).to(device)  # (1, 3, h, w)
@@ -341,7 +347,7 @@ class UDiffTextPipeline:
         glyph = None
         if self.cfg.unet.glyph_channel:
             canvas = (
-                glyph_canvas(text, crop_mask, self.cfg.unet.glyph_content)
+                glyph_canvas(text, crop_mask, self.cfg.unet.glyph_content, glyph_margin)
                 if self.cfg.unet.samples_with_glyph
                 else np.zeros_like(crop_mask, np.float32)
             )
