@@ -338,7 +338,7 @@ class UDiffTextPipeline:
         }
         return canvas, Image.fromarray(generated), heat, record
 
-    def _condition(self, crop: np.ndarray, crop_mask: np.ndarray, text: str, glyph_margin: float) -> Conditioning:
+    def _condition(self, crop: np.ndarray, crop_mask: np.ndarray, text: str, glyph_margin: float = 0.0) -> Conditioning:
         """Step 3: context, masked-image latent, working-size mask and glyph for one crop."""
         device = self.device
         image = torch.from_numpy(crop).permute(2, 0, 1)[None].float().div(127.5).sub(1).to(device)  # (1, 3, h, w)
