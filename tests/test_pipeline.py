@@ -161,6 +161,8 @@ def test_bad_files_and_config(pipe, scene, tmp_path):
         parse_box("1,2,3")
     with pytest.raises(ValueError, match="scheduler must be one of"):
         pipe.check_inputs(scene, [parse_box("1,1,5,5")], ["a"], replace(FAST, scheduler="heun"))
+    with pytest.raises(ValueError, match="glyph_margin must be in"):  # before any work, glyph model or not
+        pipe.check_inputs(scene, [parse_box("1,1,5,5")], ["a"], replace(FAST, glyph_margin=0.5))
     with pytest.raises(MissingWeightsError, match="does not exist"):
         UDiffTextPipeline.from_pretrained(tmp_path / "no_such_folder")
 

@@ -54,6 +54,8 @@ def check_sample_config(cfg: SampleConfig) -> None:
         raise ValueError(f"steps must be >= 1, got {cfg.steps}")
     if cfg.blend_width < 0:
         raise ValueError(f"blend_width must be >= 0, got {cfg.blend_width}")
+    if not 0 <= cfg.glyph_margin < 0.5:
+        raise ValueError(f"glyph_margin must be in [0, 0.5) of the region's height, got {cfg.glyph_margin}")
     ns = cfg.noise_selection
     if ns.enabled and (ns.candidates < 1 or ns.steps < 1 or ns.chunk_size < 1):
         raise ValueError(
