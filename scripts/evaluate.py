@@ -2,6 +2,8 @@ r"""Evaluate text inpainting: SeqAcc (independent OCR judge), NED, FID, LPIPS; r
 
 Sample with the pipeline and score (the main model plus every variant in the config):
     python scripts/evaluate.py --config configs/eval/default.yaml [key=value ...] [--device cuda]
+Sample a committed set of cases instead of a dataset draw (`cases:` in the config), e.g. unseen photographs:
+    python scripts/evaluate.py --config configs/eval/photos.yaml
 Write the chosen cases for `sample.py`, then score its outputs (one row group per --pred folder):
     python scripts/evaluate.py --config configs/eval/default.yaml --write-manifest runs/eval_cases
     python scripts/sample.py --manifest runs/eval_cases/cases.jsonl --out runs/eval_pred
@@ -40,12 +42,12 @@ def main(args) -> None:
     overrides = list(args.overrides) + [f"{k}={v}" for k, v in flags.items() if v is not None]
     cfg = load_or_exit(EvalConfig, args.config, overrides)
 
-    from udifftext.evaluation import dataset_cases, evaluate, markdown_table, write_manifest
+    from udifftext.evaluation import config_cases, evaluate, markdown_table, write_manifest
     from udifftext.io import MissingWeightsError
 
     try:
         if args.write_manifest:
-            path = write_manifest(dataset_cases(cfg), args.write_manifest)
+            path = write_manifest(config_cases(cfg), args.write_manifest)
             print(f"wrote {path}: run `python scripts/sample.py --manifest {path} --out DIR`, then --manifest/--pred")
             return
         metrics = evaluate(cfg, args.manifest, args.pred, args.device)

@@ -281,3 +281,21 @@ def test_sampling_mode_with_a_tiny_random_pipeline(tmp_path):
     assert metrics["results"][0]["fid"] is None  # FID needs two images per set: reported as missing, not faked
     rows = [json.loads(line) for line in (tmp_path / "report/cases.jsonl").read_text().splitlines()]
     assert len(rows) == 3 and all(isinstance(r["judged"], str) for r in rows)
+
+
+def test_sampling_mode_on_the_cases_a_config_names(fixture_dir, tmp_path, monkeypatch):
+    import udifftext.evaluation as evaluation
+
+    monkeypatch.setattr(evaluation, "dataset_cases", lambda cfg: pytest.fail("a dataset draw instead of the manifest"))
+    monkeypatch.setattr(evaluation, "load_pipeline", lambda folder, device: StubPipeline())
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.yaml").write_text("{}\n")
+    cfg = _tiny_eval(tmp_path, f"cases={fixture_dir / 'cases.jsonl'}", f"sample.model={model}", "variants=[]")
+    metrics = evaluation.evaluate(cfg)
+    results = {(r["variant"], r["protocol"]): r for r in metrics["results"]}
+    assert results["udifftext", "editing"]["n"] == len(SCENES)
+    assert results["udifftext", "editing"]["seq_acc"] >= 0.6  # the stub writes the manifest's editing words
+    assert results["originals", "editing"]["seq_acc"] == 0.0
+    with pytest.raises(ValueError, match="manifest not found"):
+        evaluation.evaluate(_tiny_eval(tmp_path, f"cases={tmp_path / 'missing.jsonl'}", f"sample.model={model}"))

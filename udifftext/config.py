@@ -308,6 +308,7 @@ class EvalConfig:
     sample: SampleConfig = field(default_factory=SampleConfig)
     data: DataConfig = field(default_factory=lambda: DataConfig(split="heldout"))
     protocols: list[str] = field(default_factory=lambda: ["reconstruction", "editing"])
+    cases: str = ""  # a cases.jsonl (sample.py manifest) to sample instead of data/protocols/num_cases/seed
     num_cases: int = 100
     seed: int = 0  # picks the cases and the editing words
     judge: str = "rapidocr"

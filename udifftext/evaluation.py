@@ -2,7 +2,8 @@
 
 A *case* is one image, one text region (a mask) and the text to write there. Cases come from a fixed
 random subset of a dataset split (`dataset_cases`) or from a manifest (`read_manifest`, the format of
-`scripts/sample.py --manifest`). Two protocols, as upstream:
+`scripts/sample.py --manifest`; a config's `cases` names one to sample, see `config_cases`). Two protocols, as
+upstream:
 - reconstruction: the region's own text is written back into it;
 - editing: a random word of the same length from the word list (seeded) replaces it.
 Generated images come from sampling with the pipeline (`sample_cases`) or from a folder written by
@@ -137,6 +138,15 @@ def dataset_cases(cfg: EvalConfig) -> list[Case]:
             text = source if protocol == "reconstruction" else edit_text(source, table, rng, cfg.data.alphabet)
             cases.append(Case(f"{protocol}-{index:06d}", protocol, image, mask, text, source))
     return cases
+
+
+def config_cases(cfg: EvalConfig) -> list[Case]:
+    """The cases the config names: its `cases` manifest when set (resolved like data paths), else `dataset_cases`."""
+    if not cfg.cases:
+        return dataset_cases(cfg)
+    from udifftext.data.words import resolve_data_path
+
+    return read_manifest(resolve_data_path(cfg.cases))
 
 
 def write_manifest(cases: list[Case], folder: str | Path) -> Path:
@@ -485,7 +495,7 @@ def evaluate(
         variants = build_variants(cfg)
         for folder in dict.fromkeys(v.model for v in variants):  # fail before hours of sampling, not after
             require_path(Path(folder) / MODEL_CONFIG, "a pipeline folder (model.yaml + weights)", FOLDER_SOURCE)
-        cases = dataset_cases(cfg)
+        cases = config_cases(cfg)
         loaded: dict[str, Any] = {}  # one pipeline in memory at a time; variants sharing a folder reuse it
 
         def sample_variant(variant: Variant) -> list[np.ndarray]:
