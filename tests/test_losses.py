@@ -1,5 +1,7 @@
 """The paper's losses on hand-made tensors: L_DSM weighting, L_loc, L_aae."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -123,3 +125,23 @@ def test_cover_resize_keeps_a_thin_character_that_nearest_loses():
     assert nearest_loss > cover_loss + 0.2  # nearest counts the thin one as all outside: p = 0
     with pytest.raises(ValueError, match="mask_resize"):
         local_attention_loss([attn], seg, valid, mask_resize="bilinear")
+
+
+@pytest.mark.parametrize("decoder", ["positions", "ctc"])
+def test_ocr_loss_is_the_recognizers_own_loss_clamped_and_reaches_the_pixels(decoder):
+    from udifftext.config import RecognizerConfig
+    from udifftext.losses import ocr_loss
+    from udifftext.recognizer.vitstr import ViTSTR
+
+    torch.manual_seed(0)
+    cfg = RecognizerConfig(img_height=16, img_width=64, patch_size=16, patch_width=4, embed_dim=32, depth=2, heads=2)
+    recognizer = ViTSTR(dataclasses.replace(cfg, decoder=decoder)).eval()
+    images = (torch.rand(2, 3, 32, 96) * 2 - 1).requires_grad_(True)
+    bboxes = torch.tensor([[0, 16, 0, 64], [8, 24, 16, 80]])  # (top, bottom, left, right)
+    ids = recognizer.tokenizer.encode(["ab", "xyz"])
+    loss = ocr_loss(recognizer, images, bboxes, ids, clamp=100.0)
+    expected = recognizer.sequence_loss(recognizer(recognizer.preprocess(images, bboxes)), ids).mean()
+    assert torch.allclose(loss, expected) and expected > 0.5
+    loss.backward()
+    assert images.grad[:, :, :16, :64].abs().sum() > 0 and images.grad[0, :, 16:, :].abs().sum() == 0
+    assert ocr_loss(recognizer, images, bboxes, ids, clamp=0.5).item() == pytest.approx(0.5)

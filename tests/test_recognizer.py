@@ -7,7 +7,7 @@ import torch
 
 from udifftext.config import RecognizerConfig
 from udifftext.io import MissingWeightsError, save_state_dict
-from udifftext.recognizer.vitstr import ViTSTR, load_recognizer, recognition_loss, upstream_vitstr_state_dict
+from udifftext.recognizer.vitstr import ViTSTR, load_recognizer, upstream_vitstr_state_dict
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -49,20 +49,42 @@ def test_read_decodes_argmax_up_to_end():
     assert model.read(torch.zeros(2, 1, 16, 64)) == ["Hi!", "ok"]
 
 
-def test_recognition_loss_learns_a_fixed_batch():
+@pytest.mark.parametrize("decoder", ["positions", "ctc"])
+def test_sequence_loss_learns_a_fixed_batch(decoder):
     torch.manual_seed(0)
-    model = ViTSTR(TINY)
+    model = ViTSTR(_tiny(decoder=decoder))
     crops = torch.rand(4, 1, 16, 64)
     ids = model.tokenizer.encode(["ab", "cde", "f", "ghij"])
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
-    for _ in range(20):
-        loss = recognition_loss(model(crops), ids)
+    for _ in range(40):
+        loss = model.sequence_loss(model(crops), ids)
+        assert loss.shape == (4,) and torch.isfinite(loss).all()
         opt.zero_grad()
-        loss.backward()
+        loss.mean().backward()
         opt.step()
-        losses.append(loss.item())
+        losses.append(loss.mean().item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_ctc_reads_every_patch_token_collapsing_repeats_and_blanks():
+    model = ViTSTR(_tiny(decoder="ctc")).eval()
+    crops = torch.rand(2, 1, 16, 64)
+    assert model(crops).shape == (2, 16, 95)  # 2 x 8 patch tokens, CLS left out
+    ids = model.tokenizer.encode(["Hi!", "oo"])[:, :3].tolist()  # H, i, !  and  o, o
+    h, i, bang = ids[0]
+    o = ids[1][0]
+    paths = [[0, h, h, 0, i, bang, bang, bang] + [0] * 8, [o, o, 0, o] + [0] * 12]
+    logits = torch.nn.functional.one_hot(torch.tensor(paths), 95).float() * 20  # (2, 16, 95)
+    assert model.decode(logits) == ["Hi!", "oo"]  # a repeat needs a blank between its two tokens
+    target = model.tokenizer.encode(["Hi!", "oo"])
+    assert (model.sequence_loss(logits, target) < 1e-3).all()  # the paths spell the targets: loss near 0
+    impossible = model.tokenizer.encode(["aaaaaaaaaaaa"])  # 12 a's need 23 tokens, there are 16
+    assert model.sequence_loss(logits[:1], impossible).item() == 0.0  # zeroed, not inf
+    with pytest.raises(ValueError, match="needs 13 for decoder 'ctc'"):
+        ViTSTR(_tiny(decoder="ctc", patch_size=16, patch_width=8))  # 8 patch tokens < 12 characters
+    with pytest.raises(ValueError, match="decoder must be one of"):
+        ViTSTR(_tiny(decoder="attention"))
 
 
 def test_preprocess_crops_the_box_and_passes_gradients():
@@ -84,14 +106,19 @@ def test_preprocess_crops_the_box_and_passes_gradients():
         model.preprocess(images.detach(), bboxes[:1])
 
 
-def test_export_reload_identical(tmp_path):
+@pytest.mark.parametrize("decoder", ["positions", "ctc"])
+def test_export_reload_identical(decoder, tmp_path):
     torch.manual_seed(0)
-    model = ViTSTR(TINY).eval()
+    model = ViTSTR(_tiny(decoder=decoder)).eval()
     path = save_state_dict(model.state_dict(), tmp_path / "rec.safetensors")
     torch.manual_seed(1)
-    loaded = load_recognizer(_tiny(weights=str(path))).eval()
+    loaded = load_recognizer(_tiny(decoder=decoder, weights=str(path))).eval()
     crops = torch.rand(2, 1, 16, 64)
-    assert torch.equal(model(crops), loaded(crops))
+    assert torch.equal(model(crops), loaded(crops)) and model.read(crops) == loaded.read(crops)
+    if decoder == "ctc":
+        torch.save({}, tmp_path / "upstream.pth")
+        with pytest.raises(ValueError, match="decoder=positions"):
+            load_recognizer(_tiny(decoder="ctc", weights=str(tmp_path / "upstream.pth")))
 
 
 def test_missing_weights(tmp_path):

@@ -120,3 +120,20 @@ def _stage():
     from udifftext.config import EncoderStageConfig
 
     return EncoderStageConfig()
+
+
+def test_a_ctc_recognizer_run_learns_and_exports_its_decoder(tmp_path):
+    torch.manual_seed(0)
+    out = tmp_path / "ctc"
+    columns = ["recognizer.patch_size=16", "recognizer.patch_width=4"]  # one row of 16 column tokens
+    steps = ["train.max_steps=40", "optim.lr=3e-3"]  # CTC first learns blanks: a few more steps than positions
+    metrics = _run("recognizer_tiny.yaml", out, "recognizer.decoder=ctc", *columns, *steps)
+    losses = _losses(out)
+    assert len(losses) == 40 and sum(losses[-10:]) < 0.75 * sum(losses[:10])
+    assert metrics["global_step"] == 40 and metrics["heldout"]["samples"] == 16
+    from udifftext.recognizer.vitstr import load_recognizer
+
+    export = out / "export" / "recognizer.safetensors"
+    rec_cfg = load_config(RecognizerConfig, export.with_suffix(".yaml"), [f"weights={export}"])
+    assert rec_cfg.decoder == "ctc"
+    assert load_recognizer(rec_cfg).eval()(torch.rand(2, 1, 16, 64)).shape == (2, 16, 95)  # every column token

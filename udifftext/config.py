@@ -60,6 +60,9 @@ class RecognizerConfig:
     mlp_ratio: float = 4.0
     first_token: int = 0  # output token of the first character; 1 for upstream ViTSTR .pth (token 0 = [GO])
     stem: str = "patch"  # patch: ViTSTR's linear patch embedding | conv: stride-2 3x3 convs (faster from scratch)
+    # positions: ViTSTR, output token first_token + k classifies character k (0 = end) | ctc: every patch token
+    # classifies what lies under it (0 = blank), read by CTC (Graves et al. 2006), for one row of column tokens
+    decoder: str = "positions"
     weights: str = ""  # our exported safetensors or an upstream ViTSTR .pth; "" = random
 
 

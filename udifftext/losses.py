@@ -138,12 +138,9 @@ def ocr_loss(
 
     images (B, 3, H, W) in [-1, 1], decoded from the predicted x0 (gradients flow back to the UNet);
     bboxes (B, 4) as the recognizer's `preprocess` takes them; text_ids (B, L) token ids, 0 = padding.
-    Cross-entropy over all L positions (ViTSTR predicts the padding class after the word), averaged per
-    sample, clamped at `clamp` per sample as upstream (so hopeless samples stop pulling), mean over batch.
+    The recognizer's own per-sample loss (ViTSTR: cross-entropy over all L positions, the padding class after
+    the word included, averaged; or CTC per character), clamped at `clamp` per sample as upstream (so hopeless
+    samples stop pulling), mean over batch.
     """
     crops = recognizer.preprocess(images, bboxes)  # (B, 1, h, w) in [0, 1]
-    logits = recognizer(crops)  # (B, L, classes)
-    if logits.shape[:2] != text_ids.shape:
-        raise ValueError(f"text_ids must be (B, L)={tuple(logits.shape[:2])}, got {tuple(text_ids.shape)}")
-    ce = F.cross_entropy(logits.transpose(1, 2).float(), text_ids.long(), reduction="none")  # (B, L)
-    return ce.mean(1).clamp(max=clamp).mean()
+    return recognizer.sequence_loss(recognizer(crops), text_ids).clamp(max=clamp).mean()

@@ -1,4 +1,4 @@
-"""Lightning glue for ViTSTR training: per-position cross-entropy on synthetic word crops."""
+"""Lightning glue for ViTSTR training on synthetic word crops: per-position cross-entropy, or CTC."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 
 from udifftext.config import EncoderStageConfig
 from udifftext.lit.trainer import build_optimizer
-from udifftext.recognizer.vitstr import ViTSTR, load_recognizer, recognition_loss
+from udifftext.recognizer.vitstr import ViTSTR, load_recognizer
 from udifftext.text.metrics import char_accuracy, word_accuracy
 
 
@@ -29,10 +29,9 @@ class LitRecognizer(pl.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         ids = self.recognizer.tokenizer.encode(batch["text"]).to(self.device)  # (B, L)
-        logits = self.recognizer(batch["word_crop"])  # (B, L, C)
-        loss = recognition_loss(logits, ids)
-        with torch.no_grad():
-            word_acc = (logits.argmax(dim=-1) == ids).all(dim=1).float().mean()
+        logits = self.recognizer(batch["word_crop"])  # (B, T, C)
+        loss = self.recognizer.sequence_loss(logits, ids).mean()
+        word_acc = word_accuracy(self.recognizer.decode(logits.detach()), list(batch["text"]))
         self.log_dict({"loss": loss, "train/word_acc": word_acc}, prog_bar=True, batch_size=len(ids))
         return loss
 

@@ -1,6 +1,10 @@
 """ViTSTR (Atienza 2021; upstream ``ViTSTREncoder``): a timm ViT on grayscale word crops that classifies
 each of its first output tokens into one character of the alphabet (0 = padding / end of word).
 
+``decoder: ctc`` reads the same network another way: every patch token is classified (0 = blank) and the
+sequence is read by CTC (collapse repeats, drop blanks). With one row of column tokens each token only has to
+name the character under it, instead of counting its way to the k-th character.
+
 Our state dict is the timm model under ``vit.`` (``vit.patch_embed.proj.weight``, ``vit.blocks.{i}.*``,
 ``vit.norm.*``, ``vit.head.*``). ``stem: conv`` (our small preset) swaps the linear patch projection for a
 small conv stack (``vit.patch_embed.proj.{i}.*``), which learns from scratch on a CPU budget.
@@ -34,6 +38,7 @@ GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as PIL's "L" conversion
 
 
 STEMS = ("patch", "conv")
+DECODERS = ("positions", "ctc")
 
 
 def conv_patch_embed(stem_channels: int = 32):
@@ -62,7 +67,8 @@ def conv_patch_embed(stem_channels: int = 32):
 
 
 class ViTSTR(nn.Module):
-    """(B, 1, h, w) crops in [0, 1] -> (B, max_len, num_classes) per-position logits."""
+    """(B, 1, h, w) crops in [0, 1] -> (B, T, num_classes) logits: T = max_len positions, or the patch tokens
+    for ``decoder: ctc``; `decode`, `read` and `sequence_loss` know which."""
 
     def __init__(self, cfg: RecognizerConfig):
         super().__init__()
@@ -75,10 +81,13 @@ class ViTSTR(nn.Module):
             if getattr(cfg, name) % side:
                 raise ValueError(f"recognizer.{name}={getattr(cfg, name)} is not a multiple of its patch side {side}")
         tokens = 1 + (cfg.img_height // patch[0]) * (cfg.img_width // patch[1])
-        if tokens < cfg.first_token + cfg.max_len:
+        if cfg.decoder not in DECODERS:
+            raise ValueError(f"recognizer.decoder must be one of {DECODERS}, got '{cfg.decoder}'")
+        needed = cfg.first_token + cfg.max_len if cfg.decoder == "positions" else 1 + cfg.max_len
+        if tokens < needed:
             raise ValueError(
-                f"recognizer has {tokens} output tokens, needs first_token + max_len = "
-                f"{cfg.first_token + cfg.max_len}: use smaller patches or a larger crop"
+                f"recognizer has {tokens} output tokens, needs {needed} for decoder '{cfg.decoder}' "
+                f"(max_len {cfg.max_len}): use smaller patches or a larger crop"
             )
         if cfg.stem not in STEMS:
             raise ValueError(f"recognizer.stem must be one of {STEMS}, got '{cfg.stem}'")
@@ -122,9 +131,34 @@ class ViTSTR(nn.Module):
         return self.vit.forward_features(crops * 2.0 - 1.0)  # (B, N, D)
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
-        """(B, 1, h, w) in [0, 1] -> (B, max_len, num_classes) logits."""
-        tokens = self.features(crops)[:, self.cfg.first_token : self.cfg.first_token + self.cfg.max_len]  # (B, L, D)
-        return self.vit.head(tokens)  # (B, L, C)
+        """(B, 1, h, w) in [0, 1] -> (B, T, num_classes) logits (T = max_len, or the patch tokens for CTC)."""
+        features = self.features(crops)  # (B, N, D)
+        if self.cfg.decoder == "ctc":
+            return self.vit.head(features[:, 1:])  # (B, N - 1, C): every patch token, CLS left out
+        return self.vit.head(features[:, self.cfg.first_token : self.cfg.first_token + self.cfg.max_len])  # (B, L, C)
+
+    def decode(self, logits: torch.Tensor) -> list[str]:
+        """Greedy reading of (B, T, C) logits: positions up to the first end (0); CTC collapses repeats and
+        drops blanks (0)."""
+        best = logits.argmax(dim=-1)  # (B, T)
+        if self.cfg.decoder == "positions":
+            return self.tokenizer.decode(best)
+        rows = [[i for t, i in enumerate(row) if i and (t == 0 or i != row[t - 1])] for row in best.tolist()]
+        return self.tokenizer.decode(rows)
+
+    def sequence_loss(self, logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """Per-sample loss of (B, T, C) logits against (B, max_len) ids (0 = padding): the mean per-position
+        cross-entropy (ViTSTR: the end class after the word is a target too), or the CTC loss per target
+        character (a crop whose text cannot fit the tokens, repeats needing a blank between them, gives 0)."""
+        if ids.ndim != 2 or ids.shape[0] != logits.shape[0]:
+            raise ValueError(f"ids must be (B, max_len) for logits {tuple(logits.shape)}, got {tuple(ids.shape)}")
+        if self.cfg.decoder == "positions":
+            return recognition_loss(logits, ids, reduction="none").mean(dim=1)  # (B,)
+        lengths = (ids > 0).sum(dim=1)  # (B,)
+        log_probs = logits.float().log_softmax(dim=-1).transpose(0, 1)  # (T, B, C)
+        steps = torch.full_like(lengths, log_probs.shape[0])
+        loss = F.ctc_loss(log_probs, ids, steps, lengths, blank=0, reduction="none", zero_infinity=True)  # (B,)
+        return loss / lengths.clamp(min=1)
 
     def preprocess(self, images: torch.Tensor, bboxes: torch.Tensor) -> torch.Tensor:
         """Differentiable word crops: (B, 3, H, W) in [-1, 1] + (B, 4) boxes (top, bottom, left, right) in
@@ -150,15 +184,15 @@ class ViTSTR(nn.Module):
 
     @torch.no_grad()
     def read(self, crops: torch.Tensor) -> list[str]:
-        """Greedy reading: the argmax class per position, up to the first end (0)."""
-        return self.tokenizer.decode(self(crops).argmax(dim=-1))  # (B, L) -> B texts
+        """Greedy reading of a batch of crops (see `decode`)."""
+        return self.decode(self(crops))
 
 
-def recognition_loss(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+def recognition_loss(logits: torch.Tensor, ids: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Per-position cross-entropy (ViTSTR): (B, L, C) logits vs (B, L) ids, padding 0 = "end" is a target."""
     if logits.shape[:2] != ids.shape:
         raise ValueError(f"logits (B, L, C) {tuple(logits.shape)} do not match ids (B, L) {tuple(ids.shape)}")
-    return F.cross_entropy(logits.transpose(1, 2), ids)  # (B, C, L) vs (B, L)
+    return F.cross_entropy(logits.transpose(1, 2).float(), ids.long(), reduction=reduction)  # (B, C, L) vs (B, L)
 
 
 def upstream_vitstr_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -184,8 +218,11 @@ def load_recognizer(cfg: RecognizerConfig) -> ViTSTR:
         what = "ViTSTR recognizer weights (.safetensors from train_encoder.py, or an upstream ViTSTR .pth)"
         state = load_state_dict(cfg.weights, what, WEIGHTS_SOURCE)
         if Path(cfg.weights).suffix != ".safetensors":
-            if cfg.stem != "patch":
-                raise ValueError(f"an upstream ViTSTR .pth needs recognizer.stem=patch, got '{cfg.stem}'")
+            if cfg.stem != "patch" or cfg.decoder != "positions":
+                raise ValueError(
+                    "an upstream ViTSTR .pth needs recognizer.stem=patch and recognizer.decoder=positions, "
+                    f"got '{cfg.stem}' and '{cfg.decoder}'"
+                )
             state = upstream_vitstr_state_dict(state)
         load_strict(model, state, what=what)
     return model
