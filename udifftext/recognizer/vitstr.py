@@ -153,7 +153,10 @@ class ViTSTR(nn.Module):
         if ids.ndim != 2 or ids.shape[0] != logits.shape[0]:
             raise ValueError(f"ids must be (B, max_len) for logits {tuple(logits.shape)}, got {tuple(ids.shape)}")
         if self.cfg.decoder == "positions":
-            return recognition_loss(logits, ids, reduction="none").mean(dim=1)  # (B,)
+            if logits.shape[:2] != ids.shape:
+                raise ValueError(f"logits (B, L, C) {tuple(logits.shape)} do not match ids (B, L) {tuple(ids.shape)}")
+            ce = F.cross_entropy(logits.transpose(1, 2).float(), ids.long(), reduction="none")  # (B, L)
+            return ce.mean(dim=1)  # (B,)
         lengths = (ids > 0).sum(dim=1)  # (B,)
         log_probs = logits.float().log_softmax(dim=-1).transpose(0, 1)  # (T, B, C)
         steps = torch.full_like(lengths, log_probs.shape[0])
@@ -186,13 +189,6 @@ class ViTSTR(nn.Module):
     def read(self, crops: torch.Tensor) -> list[str]:
         """Greedy reading of a batch of crops (see `decode`)."""
         return self.decode(self(crops))
-
-
-def recognition_loss(logits: torch.Tensor, ids: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Per-position cross-entropy (ViTSTR): (B, L, C) logits vs (B, L) ids, padding 0 = "end" is a target."""
-    if logits.shape[:2] != ids.shape:
-        raise ValueError(f"logits (B, L, C) {tuple(logits.shape)} do not match ids (B, L) {tuple(ids.shape)}")
-    return F.cross_entropy(logits.transpose(1, 2).float(), ids.long(), reduction=reduction)  # (B, C, L) vs (B, L)
 
 
 def upstream_vitstr_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
