@@ -19,12 +19,10 @@ from PIL import Image
 from udifftext.config import DataConfig
 from udifftext.data.backgrounds import PHOTO_SUFFIXES
 from udifftext.data.render import render_word
-from udifftext.data.synth import POLYGON_PAD
+from udifftext.data.synth import POLYGON_PAD, TRACKING, WORD_SIZE
 from udifftext.data.words import TextSampler, split_fonts
 
 PROTOCOL = "photo"
-WORD_SIZE = (0.06, 0.25)  # font size as a share of the photo's short side, as the synthetic engine draws words
-TRACKING = (-0.03, 0.2)  # extra space between characters, as a share of the font size (the engine's range)
 
 
 def photo_box(

@@ -26,6 +26,8 @@ SCENE_STREAM, CROP_STREAM = 0, 1  # separate random streams for the two datasets
 MIN_CONTRAST = 0.3  # minimum luminance difference between text and the background under it
 CHAR_THRESHOLD = 0.3  # soft ink above this (after resizing) belongs to a character's mask
 POLYGON_PAD = 0.12  # word polygon = ink box grown by this share of the font size
+WORD_SIZE = (0.06, 0.25)  # a scene word's font size, as a share of the scene's short side
+TRACKING = (-0.03, 0.2)  # extra space between characters, as a share of the font size
 MAX_CROP_FONT = 64  # word crops are rendered at 64..128 px at most (upstream: Arial 128 pt)
 
 
@@ -61,7 +63,7 @@ class _TextSource:
         """A random text in a random font at `size` px, with random letter spacing."""
         text = self.texts.sample(rng)
         font = self.fonts[int(rng.integers(len(self.fonts)))]
-        return _Drawn(text, font, rng.uniform(-0.03, 0.2), size)
+        return _Drawn(text, font, rng.uniform(*TRACKING), size)
 
 
 @dataclass
@@ -169,7 +171,7 @@ class SyntheticTextDataset(Dataset):
     def _place(self, rng: np.random.Generator, height: int, width: int, avoid: list[tuple]) -> _PlacedWord | None:
         """Render one word and choose a rotation/perspective/position fully inside the scene."""
         side = min(height, width)
-        drawn = self.source.draw(rng, max(int(rng.uniform(0.06, 0.25) * side), 6))
+        drawn = self.source.draw(rng, max(int(rng.uniform(*WORD_SIZE) * side), 6))
         word = drawn.render()
         h, w = word.alpha.shape
         angle = np.deg2rad(float(np.clip(rng.normal(0, 6), -20, 20)))
