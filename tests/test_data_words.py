@@ -10,13 +10,34 @@ from udifftext.data.synth import WordCropDataset
 from udifftext.data.words import TextSampler, list_fonts, load_words, split_fonts
 
 
-def test_every_font_inks_every_character():
-    fonts = list_fonts("data/fonts")
+@pytest.mark.parametrize("folder", ["data/fonts", "data/fonts_extra"])
+def test_every_font_inks_every_character(folder):
+    """Each of the 94 characters draws ink, and not the font's missing-glyph box (what an unassigned code point
+    draws): a box would teach a reader that any shape may mean that character."""
+    fonts = list_fonts(folder)
     assert len(fonts) >= 12
     for path in fonts:
         font = load_font(path, 24)
+        missing_box = font.getmask("\U0010fffd")
         blank = [c for c in DEFAULT_ALPHABET if np.asarray(font.getmask(c)).max() == 0]
+        boxed = [
+            c
+            for c in DEFAULT_ALPHABET
+            if font.getmask(c).size == missing_box.size and bytes(font.getmask(c)) == bytes(missing_box)
+        ]
         assert not blank, f"{path.name} draws nothing for {blank}"
+        assert not boxed, f"{path.name} has no glyph for {boxed}"
+
+
+def test_extra_font_folders_join_the_training_fonts():
+    base = DataConfig()
+    extra = DataConfig(extra_fonts_dirs=["data/fonts_extra"])
+    train, more = split_fonts(base, "train"), split_fonts(extra, "train")
+    added = list_fonts("data/fonts_extra")
+    assert more == sorted(train + added, key=lambda p: p.name)
+    assert split_fonts(extra, "heldout") == split_fonts(base, "heldout")
+    with pytest.raises(ValueError, match="found twice"):
+        split_fonts(DataConfig(extra_fonts_dirs=["data/fonts/dejavu"]), "train")
 
 
 def test_heldout_split_is_disjoint_from_train():

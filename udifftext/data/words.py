@@ -79,14 +79,28 @@ def list_fonts(fonts_dir: str | Path) -> list[Path]:
     return fonts
 
 
+def config_fonts(cfg: DataConfig) -> list[Path]:
+    """The fonts of `fonts_dir` and every `extra_fonts_dirs` folder, sorted by file name (so one folder holding
+    the same files gives the same list); a file name found twice is an error, since names pick the held-out fonts."""
+    fonts = sorted(
+        (p for folder in [cfg.fonts_dir, *cfg.extra_fonts_dirs] for p in list_fonts(folder)), key=lambda p: p.name
+    )
+    names = [p.name for p in fonts]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"font file names found twice in fonts_dir / extra_fonts_dirs: {repeated}")
+    return fonts
+
+
 def split_fonts(cfg: DataConfig, split: str) -> list[Path]:
     """The fonts of `split`; a held-out name that matches no file is an error (a typo would leak it)."""
     check_split(split)
-    fonts = list_fonts(cfg.fonts_dir)
+    fonts = config_fonts(cfg)
     names = {p.name for p in fonts}
     unknown = sorted(set(cfg.heldout_fonts) - names)
     if unknown:
-        raise ValueError(f"heldout_fonts not found in {cfg.fonts_dir}: {unknown}; available: {sorted(names)}")
+        folders = [cfg.fonts_dir, *cfg.extra_fonts_dirs]
+        raise ValueError(f"heldout_fonts not found in {folders}: {unknown}; available: {sorted(names)}")
     chosen = [p for p in fonts if (p.name in cfg.heldout_fonts) == (split == "heldout")]
     if not chosen:
         raise ValueError(f"no fonts left for split '{split}' (heldout_fonts={cfg.heldout_fonts})")
