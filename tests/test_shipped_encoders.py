@@ -31,6 +31,28 @@ def shipped_recognizer(name: str):
     return load_recognizer(shipped_config(RecognizerConfig, name)).eval()  # strict: a missing or extra key raises
 
 
+def heldout_batch(data=None) -> dict:
+    """64 held-out word crops of the engine's seeded draw (DataConfig() unless `data`), each rendered once."""
+    from torch.utils.data import DataLoader
+
+    from udifftext.config import DataConfig
+    from udifftext.data.synth import heldout_word_crops
+
+    return next(iter(DataLoader(heldout_word_crops(data or DataConfig(), 64), batch_size=64)))
+
+
+@pytest.fixture(scope="module")
+def heldout() -> dict:
+    return heldout_batch()
+
+
+def word_accuracies(names: tuple[str, ...], batch: dict) -> list[float]:
+    from udifftext.text.metrics import word_accuracy
+
+    with torch.no_grad():
+        return [word_accuracy(shipped_recognizer(n).read(batch["word_crop"]), batch["text"]) for n in names]
+
+
 @pytest.mark.parametrize("name", ["char_encoder_small", "char_encoder_small_v2"])
 def test_a_shipped_char_encoder_loads_strictly_and_tells_texts_apart(name):
     from udifftext.config import TextEncoderConfig
@@ -44,58 +66,34 @@ def test_a_shipped_char_encoder_loads_strictly_and_tells_texts_apart(name):
     assert (context[0, 3] - context[1, 3]).abs().max() > 0.1  # the differing character changes its token
 
 
-def test_each_recognizer_generation_reads_heldout_crops_better_than_the_one_before():
-    from torch.utils.data import DataLoader
-
-    from udifftext.config import DataConfig
-    from udifftext.data.synth import heldout_word_crops
+def test_each_recognizer_generation_reads_heldout_crops_better_than_the_one_before(heldout):
     from udifftext.text.metrics import char_accuracy
 
-    batch = next(iter(DataLoader(heldout_word_crops(DataConfig(), 64), batch_size=64)))  # each crop rendered once
     with torch.no_grad():
         first, second, third = (
-            char_accuracy(shipped_recognizer(n).read(batch["word_crop"]), batch["text"])
+            char_accuracy(shipped_recognizer(n).read(heldout["word_crop"]), heldout["text"])
             for n in ("recognizer_small", "recognizer_small_v2", "recognizer_small_v3")
         )
     assert second >= 0.6 and second > first + 0.3, (first, second)
     assert third >= 0.75 and third > second + 0.03, (second, third)
-    columns = char_accuracy(shipped_recognizer("recognizer_columns").read(batch["word_crop"]), batch["text"])
+    columns = char_accuracy(shipped_recognizer("recognizer_columns").read(heldout["word_crop"]), heldout["text"])
     assert columns >= 0.8 and columns > second + 0.05, (second, third, columns)  # trained from scratch in 107 min
 
 
-def test_the_ctc_recognizer_reads_more_whole_words_than_the_per_position_one():
-    from torch.utils.data import DataLoader
-
-    from udifftext.config import DataConfig
-    from udifftext.data.synth import heldout_word_crops
-    from udifftext.text.metrics import word_accuracy
-
-    batch = next(iter(DataLoader(heldout_word_crops(DataConfig(), 64), batch_size=64)))
-    with torch.no_grad():
-        columns, ctc = (
-            word_accuracy(shipped_recognizer(n).read(batch["word_crop"]), batch["text"])
-            for n in ("recognizer_columns", "recognizer_ctc")
-        )
+def test_the_ctc_recognizer_reads_more_whole_words_than_the_per_position_one(heldout):
     assert shipped_recognizer("recognizer_ctc").cfg.decoder == "ctc"
+    columns, ctc = word_accuracies(("recognizer_columns", "recognizer_ctc"), heldout)
     assert ctc >= 0.5 and ctc > columns + 0.08, (columns, ctc)  # 37 of 64 against 28 (docs/encoder.md: 0.59 / 0.53)
 
 
-def test_more_training_fonts_read_the_single_storey_a_fonts_better():
+def test_more_training_fonts_read_the_single_storey_a_fonts_better(heldout):
     """recognizer_ctc continued on data/fonts_extra, which adds fonts with a single-storey a (docs/encoder.md:
     0.717 against 0.595 on 1024 held-out crops; URW Gothic 0.51 -> 0.71, Comic Neue Regular 0.48 -> 0.64)."""
-    from torch.utils.data import DataLoader
-
     from udifftext.config import DataConfig
-    from udifftext.data.synth import heldout_word_crops
 
-    def read_right(data: DataConfig) -> list[int]:
-        batch = next(iter(DataLoader(heldout_word_crops(data, 64), batch_size=64)))
-        with torch.no_grad():
-            reads = [shipped_recognizer(n).read(batch["word_crop"]) for n in ("recognizer_ctc", "recognizer_ctc_fonts")]
-        return [sum(r == t for r, t in zip(read, batch["text"], strict=True)) for read in reads]
-
-    before, after = read_right(DataConfig())
-    assert after >= before + 4, (before, after)  # 43 of 64 against 37
+    names = ("recognizer_ctc", "recognizer_ctc_fonts")
+    before, after = word_accuracies(names, heldout)
+    assert after >= before + 4 / 64, (before, after)  # 43 of 64 against 37
     single_storey = DataConfig(heldout_fonts=["URWGothic-Demi.otf", "ComicNeue-Regular.otf"])
-    before, after = read_right(single_storey)
-    assert after >= before + 6, (before, after)  # 40 of 64 against 30
+    before, after = word_accuracies(names, heldout_batch(single_storey))
+    assert after >= before + 6 / 64, (before, after)  # 40 of 64 against 30

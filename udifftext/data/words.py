@@ -79,12 +79,15 @@ def list_fonts(fonts_dir: str | Path) -> list[Path]:
     return fonts
 
 
+def font_folders(cfg: DataConfig) -> list[str]:
+    """`fonts_dir`, then every `extra_fonts_dirs` folder."""
+    return [cfg.fonts_dir, *cfg.extra_fonts_dirs]
+
+
 def config_fonts(cfg: DataConfig) -> list[Path]:
     """The fonts of `fonts_dir` and every `extra_fonts_dirs` folder, sorted by file name (so one folder holding
     the same files gives the same list); a file name found twice is an error, since names pick the held-out fonts."""
-    fonts = sorted(
-        (p for folder in [cfg.fonts_dir, *cfg.extra_fonts_dirs] for p in list_fonts(folder)), key=lambda p: p.name
-    )
+    fonts = sorted((p for folder in font_folders(cfg) for p in list_fonts(folder)), key=lambda p: p.name)
     names = [p.name for p in fonts]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
@@ -99,8 +102,7 @@ def split_fonts(cfg: DataConfig, split: str) -> list[Path]:
     names = {p.name for p in fonts}
     unknown = sorted(set(cfg.heldout_fonts) - names)
     if unknown:
-        folders = [cfg.fonts_dir, *cfg.extra_fonts_dirs]
-        raise ValueError(f"heldout_fonts not found in {folders}: {unknown}; available: {sorted(names)}")
+        raise ValueError(f"heldout_fonts not found in {font_folders(cfg)}: {unknown}; available: {sorted(names)}")
     chosen = [p for p in fonts if (p.name in cfg.heldout_fonts) == (split == "heldout")]
     if not chosen:
         raise ValueError(f"no fonts left for split '{split}' (heldout_fonts={cfg.heldout_fonts})")
