@@ -1,29 +1,36 @@
 """Word list, fonts, held-out split, glyph rendering and word crops."""
 
+import subprocess
+import sys
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
 
 from udifftext.config import DEFAULT_ALPHABET, DataConfig
-from udifftext.data.render import load_font, render_glyph, render_word
+from udifftext.data.font_check import font_problems
+from udifftext.data.render import GLYPH_FONT, render_glyph, render_word
 from udifftext.data.synth import WordCropDataset
-from udifftext.data.words import TextSampler, list_fonts, load_words, split_fonts
+from udifftext.data.words import REPO_ROOT, TextSampler, list_fonts, load_words, split_fonts
+
+# In the training set of every shipped model since the start; documented in docs/data.md, kept so they reproduce.
+KNOWN_FONT_PROBLEMS = {"Humor-Sans.ttf"}
 
 
-@pytest.mark.parametrize("folder", ["data/fonts", "data/fonts_extra"])
-def test_every_font_inks_every_character(folder):
-    """Each of the 94 characters draws ink, and not the font's missing-glyph box (what an unassigned code point
-    draws): a box would teach a reader that any shape may mean that character."""
+@pytest.mark.parametrize("folder", ["data/fonts", "data/fonts_extra", "data/fonts_extra2"])
+def test_every_font_shows_every_label(folder):
     fonts = list_fonts(folder)
     assert len(fonts) >= 12
-    for path in fonts:
-        font = load_font(path, 24)
-        masks = {c: font.getmask(c) for c in DEFAULT_ALPHABET}
-        missing_box = font.getmask("\U0010fffd")
-        blank = [c for c, mask in masks.items() if np.asarray(mask).max() == 0]
-        boxed = [c for c, mask in masks.items() if mask.size == missing_box.size and bytes(mask) == bytes(missing_box)]
-        assert not blank, f"{path.name} draws nothing for {blank}"
-        assert not boxed, f"{path.name} has no glyph for {boxed}"
+    problems = {p.name: font_problems(p) for p in fonts if p.name not in KNOWN_FONT_PROBLEMS}
+    assert not {name: found for name, found in problems.items() if found}
+
+
+def test_font_check_names_what_a_reader_cannot_see():
+    humor = font_problems("data/fonts/humor-sans/Humor-Sans.ttf")
+    assert any("without ascenders" in p for p in humor)
+    boxed = font_problems("data/fonts/dejavu/DejaVuSans.ttf", alphabet=DEFAULT_ALPHABET + "\u4e00")
+    assert boxed == ["draws the missing-glyph box for '\u4e00'"]
 
 
 def test_extra_font_folders_join_the_training_fonts():
@@ -93,3 +100,15 @@ def test_word_crops_are_deterministic_and_split_aware():
     heldout = WordCropDataset(DataConfig(length=16, split="heldout", random_string_prob=0.0))
     heldout_words = {w.lower() for w in load_words(heldout.cfg, "heldout")}
     assert all(heldout[i]["text"].lower() in heldout_words for i in range(8))
+
+
+def test_check_fonts_script_fails_on_a_font_that_hides_labels():
+    script = [sys.executable, "scripts/check_fonts.py"]
+    run = partial(subprocess.run, capture_output=True, text=True, cwd=REPO_ROOT)
+    failed = run(script + ["data/fonts/humor-sans", GLYPH_FONT])
+    assert failed.returncode == 1, failed.stderr
+    assert "FAIL data/fonts/humor-sans/Humor-Sans.ttf: " in failed.stdout and "1 of 2 fonts pass" in failed.stdout
+    assert run(script + [GLYPH_FONT]).returncode == 0
+    # FreeMono Bold (training) is a Courier like the held-out Nimbus Mono PS Bold
+    clone = run(script + ["data/fonts/freefont/FreeMonoBold.ttf", "--compare-to", "data/fonts/urw-base35"])
+    assert clone.returncode == 1 and "glyphs like NimbusMonoPS-Bold.otf's (IoU 0.89)" in clone.stdout
