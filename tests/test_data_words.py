@@ -100,6 +100,8 @@ def test_word_crops_are_deterministic_and_split_aware():
     heldout = WordCropDataset(DataConfig(length=16, split="heldout", random_string_prob=0.0))
     heldout_words = {w.lower() for w in load_words(heldout.cfg, "heldout")}
     assert all(heldout[i]["text"].lower() in heldout_words for i in range(8))
+    assert all(heldout[i]["font"] in heldout.cfg.heldout_fonts for i in range(8))
+    assert a["font"] in {p.name for p in split_fonts(cfg, "train")}
 
 
 def test_check_fonts_script_fails_on_a_font_that_hides_labels():

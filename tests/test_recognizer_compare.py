@@ -37,6 +37,7 @@ def test_heldout_crops_are_the_fixed_heldout_split(heldout):
     words = {w.lower() for w in load_words(replace(cfg.data, split="heldout"), "heldout")}
     assert crops.is_list_word == [t.lower() in words for t in crops.texts]
     assert 0 < sum(crops.is_list_word) < 40  # both kinds of text are drawn
+    assert again.fonts == crops.fonts and set(crops.fonts) == set(cfg.data.heldout_fonts)  # 40 crops hit all five
 
 
 def test_rows_split_by_text_kind_and_score_each_reader(heldout):
@@ -58,6 +59,11 @@ def test_rows_split_by_text_kind_and_score_each_reader(heldout):
     assert sum(by[("oracle", g)]["n"] for g in lengths) == 40  # each text in exactly one length group
     short = sum(len(t) <= 4 for t in crops.texts)
     assert by[("oracle", "1-4 chars")]["n"] == short and by[("oracle", "1-4 chars")]["word_acc"] == 1.0
+    per_font = [by[("lower", f)] for f in sorted(set(crops.fonts))]
+    assert sum(r["n"] for r in per_font) == 40  # each crop in exactly one font group
+    assert [r["word_acc"] for r in per_font] == pytest.approx(
+        [1 - sum(u for u, f in zip(has_upper, crops.fonts, strict=True) if f == r["texts"]) / r["n"] for r in per_font]
+    )
     assert "| oracle | random strings |" in markdown(rows)
 
 

@@ -8,6 +8,7 @@ The held-out split (words and fonts) is defined in `udifftext/data/words.py`.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -79,7 +80,7 @@ class _Drawn:
 
 
 class WordCropDataset(Dataset):
-    """Fast word crops for recognizer and char-encoder training: {"word_crop": (1, h, w) in [0, 1], "text"}.
+    """Fast word crops for recognizer and char-encoder training: {"word_crop": (1, h, w) in [0, 1], "text", "font"}.
 
     Each crop: one word, random font/size/colour/background, a small rotation, cut tightly around the ink
     with a small random margin, grayscale, stretched to (word_crop_height, word_crop_width) as upstream.
@@ -119,7 +120,7 @@ class WordCropDataset(Dataset):
             image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.3, 1.2))
         gray = cv2.cvtColor(np.clip(image, 0, 1).astype(np.float32), cv2.COLOR_RGB2GRAY)
         crop = np.clip(resize(gray, cfg.word_crop_height, cfg.word_crop_width), 0, 1)
-        return {"word_crop": torch.from_numpy(crop)[None], "text": drawn.text}  # (1, h, w)
+        return {"word_crop": torch.from_numpy(crop)[None], "text": drawn.text, "font": Path(drawn.font).name}
 
 
 def heldout_word_crops(cfg: DataConfig, samples: int) -> WordCropDataset:

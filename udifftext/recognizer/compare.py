@@ -23,6 +23,7 @@ class HeldOutCrops:
     crops: list[np.ndarray]  # (h, w, 3) uint8, the grayscale crop the recognizer trains on, repeated to RGB
     texts: list[str]
     is_list_word: list[bool]  # False: a random string over the alphabet
+    fonts: list[str]  # the font file each crop is drawn in
 
 
 def heldout_crops(cfg: EncoderStageConfig) -> HeldOutCrops:
@@ -32,18 +33,19 @@ def heldout_crops(cfg: EncoderStageConfig) -> HeldOutCrops:
 
     dataset = heldout_word_crops(cfg.data, cfg.eval_samples)
     words = {w.lower() for w in load_words(cfg.data, "heldout")}
-    crops, texts = [], []
+    crops, texts, fonts = [], [], []
     for index in range(len(dataset)):
         item = dataset[index]
         gray = (item["word_crop"][0].numpy() * 255).round().astype(np.uint8)  # (h, w)
         crops.append(np.repeat(gray[..., None], 3, axis=2))
         texts.append(item["text"])
-    return HeldOutCrops(crops, texts, [t.lower() in words for t in texts])
+        fonts.append(item["font"])
+    return HeldOutCrops(crops, texts, [t.lower() in words for t in texts], fonts)
 
 
 def accuracy_rows(name: str, reads: list[str], heldout: HeldOutCrops) -> list[dict]:
-    """Word accuracy (case-sensitive and not) and character accuracy: all crops, list words, random strings, and
-    by text length (per-character errors compound, so long words are where a recognizer falls first)."""
+    """Word accuracy (case-sensitive and not) and character accuracy: all crops, list words, random strings, by
+    text length (per-character errors compound, so long words are where a recognizer falls first) and by font."""
     groups = {
         "all": [True] * len(reads),
         "list words": heldout.is_list_word,
@@ -55,6 +57,8 @@ def accuracy_rows(name: str, reads: list[str], heldout: HeldOutCrops) -> list[di
         keep = [start <= len(t) <= end for t in heldout.texts]
         if any(keep):  # a length no text has gets no row
             groups[f"{start}-{end} chars"] = keep
+    for font in sorted(set(heldout.fonts)):
+        groups[font] = [f == font for f in heldout.fonts]
     rows = []
     for group, keep in groups.items():
         predicted = [r for r, k in zip(reads, keep, strict=True) if k]
