@@ -49,7 +49,7 @@ def main(args) -> None:
     for font in fonts:
         problems = font_problems(font)
         note = ""
-        if known:
+        if known and not problems:
             shapes = glyph_shapes(font)
             likeness, nearest = max((glyph_likeness(shapes, other), p.name) for p, other in known.items() if p != font)
             note = f" (most alike: {nearest}, {likeness:.2f})"

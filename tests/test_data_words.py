@@ -26,7 +26,9 @@ def test_every_font_shows_every_label(folder):
     assert not {name: found for name, found in problems.items() if found}
 
 
-def test_font_check_names_what_a_reader_cannot_see():
+def test_font_check_names_what_a_reader_cannot_see(tmp_path):
+    (tmp_path / "page.ttf").write_text("<!doctype html>")  # what a broken font package shipped as its fonts
+    assert font_problems(tmp_path / "page.ttf") == ["FreeType cannot read it (unknown file format)"]
     humor = font_problems("data/fonts/humor-sans/Humor-Sans.ttf")
     assert any("without ascenders" in p for p in humor)
     boxed = font_problems("data/fonts/dejavu/DejaVuSans.ttf", alphabet=DEFAULT_ALPHABET + "\u4e00")

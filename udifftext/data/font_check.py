@@ -34,7 +34,10 @@ def _ink_height(font, char: str) -> int:
 
 def font_problems(path: str | Path, alphabet: str = DEFAULT_ALPHABET) -> list[str]:
     """What keeps `path` from being a training font; an empty list when nothing does."""
-    font = load_font(path, CHECK_SIZE)
+    try:
+        font = load_font(path, CHECK_SIZE)
+    except OSError as err:  # FreeType's "unknown file format", a truncated file
+        return [f"FreeType cannot read it ({err})"]
     masks = {c: font.getmask(c) for c in alphabet}
     bitmaps = {c: (mask.size, bytes(mask)) for c, mask in masks.items()}
     box = font.getmask(UNUSED_CODE_POINT)
