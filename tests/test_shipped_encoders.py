@@ -6,6 +6,7 @@ more whole words (0.59 against 0.53), and more again after training on more font
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,9 @@ def shipped_config(schema: type, name: str):
     return load_config(schema, ENCODERS / f"{name}.yaml", [f"weights={ENCODERS / name}.safetensors"])
 
 
+@cache
 def shipped_recognizer(name: str):
+    """Loaded once per name: the font tests read several batches with the same two recognizers."""
     from udifftext.config import RecognizerConfig
     from udifftext.recognizer.vitstr import load_recognizer
 
