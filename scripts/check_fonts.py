@@ -22,7 +22,7 @@ from udifftext.data.words import FONT_SUFFIXES, list_fonts
 
 def parse_args(argv: list[str] | None = None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("paths", nargs="+", type=Path, help="font files or folders searched for .ttf / .otf")
+    parser.add_argument("paths", nargs="+", type=Path, help="font files or folders searched for .ttf / .otf / .woff")
     parser.add_argument(
         "--compare-to", nargs="+", type=Path, default=[], metavar="FOLDER", help="fonts to compare with"
     )
@@ -38,7 +38,7 @@ def font_files(paths: list[Path]) -> list[Path]:
         elif path.suffix.lower() in FONT_SUFFIXES and path.is_file():
             fonts.append(path)
         else:
-            sys.exit(f"error: {path} is neither a folder nor a .ttf / .otf file")
+            sys.exit(f"error: {path} is neither a folder nor a .ttf / .otf / .woff file")
     return fonts
 
 

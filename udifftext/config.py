@@ -90,8 +90,8 @@ class DataConfig:
     max_word_len: int = 0  # real datasets: skip longer words (0 = max_len); upstream ICDAR13 evaluation: 8
     length: int = 100_000  # samples per epoch for procedurally generated data
     fonts_dir: str = "data/fonts"
-    # more font folders whose files join fonts_dir's (held-out names apply to all): data/fonts_extra (75 fonts)
-    # and data/fonts_extra2 (94), added after the default model was trained on data/fonts alone
+    # more font folders whose files join fonts_dir's (held-out names apply to all): data/fonts_extra (75 fonts),
+    # data/fonts_extra2 (94) and data/fonts_extra3 (735), added after the default model was trained on data/fonts alone
     extra_fonts_dirs: list[str] = field(default_factory=list)
     word_list: str = "data/words/words.txt"
     backgrounds_dir: str = "data/backgrounds"  # folder of photos; "" = procedural backgrounds only

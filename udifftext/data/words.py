@@ -18,7 +18,7 @@ from udifftext.config import DataConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SYNTHETIC_SPLITS = ("train", "heldout")
-FONT_SUFFIXES = (".ttf", ".otf")
+FONT_SUFFIXES = (".ttf", ".otf", ".woff")  # FreeType reads WOFF (the web fonts npm packages ship)
 # Case variants of list words: lower, Title, UPPER (the word list is mostly lowercase).
 CASE_PROBS = (0.5, 0.3, 0.2)
 
@@ -71,11 +71,11 @@ def load_words(cfg: DataConfig, split: str) -> list[str]:
 
 
 def list_fonts(fonts_dir: str | Path) -> list[Path]:
-    """Every .ttf/.otf file under `fonts_dir` (recursively), sorted by file name for determinism."""
+    """Every .ttf/.otf/.woff file under `fonts_dir` (recursively), sorted by file name for determinism."""
     root = resolve_data_path(fonts_dir)
     fonts = sorted((p for p in root.rglob("*") if p.suffix.lower() in FONT_SUFFIXES), key=lambda p: p.name)
     if not fonts:
-        raise ValueError(f"fonts_dir has no .ttf/.otf files: {root}")
+        raise ValueError(f"fonts_dir has no .ttf/.otf/.woff files: {root}")
     return fonts
 
 
