@@ -5,7 +5,15 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from udifftext.judge import OcrJudge, box_to_quad, crop_quad, mask_to_quad, order_quad, recognizer_judge_from_folder
+from udifftext.judge import (
+    OcrJudge,
+    box_to_quad,
+    crop_quad,
+    mask_to_quad,
+    order_quad,
+    recognizer_judge_from_export,
+    recognizer_judge_from_folder,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = ["hello", "World", "TEXT", "diffusion", "Paper"]
@@ -145,3 +153,32 @@ def test_our_recognizer_is_a_second_judge_from_a_pipeline_folder(tmp_path):
     ]
     assert texts == recognizer.eval().read(torch.cat(gray))  # same reading as the module on the same input
     assert second.describe()["name"] == "vitstr"
+
+
+def test_a_recognizer_export_is_a_second_judge(tmp_path):
+    import torch
+
+    from udifftext.config import EvalConfig, UNetStageConfig, load_config, save_config
+    from udifftext.evaluation import build_second_judge
+    from udifftext.io import MissingWeightsError, save_state_dict
+    from udifftext.recognizer.vitstr import ViTSTR
+
+    cfg = load_config(UNetStageConfig, ROOT / "configs/unet/tiny.yaml").recognizer
+    torch.manual_seed(0)
+    recognizer = ViTSTR(cfg).eval()
+    save_state_dict(recognizer.state_dict(), tmp_path / "reader.safetensors")
+    with pytest.raises(MissingWeightsError, match="reader.yaml"):  # weights without their config
+        recognizer_judge_from_export(tmp_path / "reader.safetensors")
+    save_config(cfg, tmp_path, "reader.yaml")
+    second = recognizer_judge_from_export(tmp_path / "reader.safetensors")
+    crops = [render_word(word, judge_fonts()[0]) for word in WORDS]
+    gray = [
+        torch.nn.functional.interpolate(
+            torch.from_numpy(c.astype(np.float32) / 255).mean(2)[None, None], size=(16, 64), mode="bilinear"
+        )
+        for c in crops
+    ]
+    texts = second.read(crops)
+    assert all(texts) and texts == recognizer.read(torch.cat(gray))  # a random reader still reads something
+    evaluation_cfg = EvalConfig(second_judge_weights=str(tmp_path / "reader.safetensors"))
+    assert build_second_judge(evaluation_cfg).describe()["model"] == str(tmp_path / "reader.safetensors")

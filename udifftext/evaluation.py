@@ -467,6 +467,15 @@ def report_meta(
 # --------------------------------------------------------------------------- the whole run
 
 
+def build_second_judge(cfg: EvalConfig) -> Judge | None:
+    """Our recognizer beside the main judge: `second_judge_weights` when given, else the model folder's (if any)."""
+    from udifftext.judge import recognizer_judge_from_export, recognizer_judge_from_folder
+
+    if cfg.second_judge_weights:
+        return recognizer_judge_from_export(cfg.second_judge_weights)
+    return recognizer_judge_from_folder(cfg.sample.model)
+
+
 def evaluate(
     cfg: EvalConfig, manifest: str | None = None, predictions: list[str] | None = None, device: str = "cpu"
 ) -> dict:
@@ -474,14 +483,14 @@ def evaluate(
     every variant with the pipeline on the dataset cases; write the report to `cfg.out_dir`, return metrics."""
     from udifftext.checkpoint import FOLDER_SOURCE, MODEL_CONFIG
     from udifftext.io import require_path
-    from udifftext.judge import build_judge, recognizer_judge_from_folder
+    from udifftext.judge import build_judge
     from udifftext.metrics import build_fid_features, build_lpips
 
     judge = build_judge(cfg.judge)
     fid_features, fid_label = build_fid_features(cfg.inception_weights)
     lpips_model = build_lpips(cfg.lpips_weights) if cfg.lpips_weights else None
     lpips_label = f"AlexNet v0.1 ({Path(cfg.lpips_weights).name})" if lpips_model else "skipped (no lpips_weights)"
-    second = recognizer_judge_from_folder(cfg.sample.model) if cfg.second_judge else None
+    second = build_second_judge(cfg) if cfg.second_judge else None
     if manifest is not None:
         if not predictions:
             raise ValueError("--manifest needs at least one --pred folder of generated images")

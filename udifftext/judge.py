@@ -184,6 +184,23 @@ def recognizer_judge_from_folder(folder: str | Path) -> RecognizerJudge | None:
     return RecognizerJudge(recognizer, cfg.img_height, cfg.img_width, str(weights))
 
 
+def recognizer_judge_from_export(weights: str | Path) -> RecognizerJudge:
+    """Our recognizer from a `train_encoder.py` export: `weights` (.safetensors) and its config .yaml beside it,
+    as in checkpoints/encoders/ (read instead of the pipeline folder's, which may be an older generation)."""
+    from udifftext.config import RecognizerConfig, load_config
+    from udifftext.io import require_path
+    from udifftext.recognizer.vitstr import load_recognizer
+
+    weights = Path(weights)
+    config = require_path(
+        weights.with_suffix(".yaml"),
+        f"the recognizer config exported beside {weights.name}",
+        "scripts/train_encoder.py (its export/ folder) or checkpoints/encoders/",
+    )
+    cfg = load_config(RecognizerConfig, config, [f"weights={weights}"])
+    return RecognizerJudge(load_recognizer(cfg), cfg.img_height, cfg.img_width, str(weights))
+
+
 def build_judge(name: str) -> OcrJudge:
     """The main judge named in EvalConfig.judge."""
     if name != "rapidocr":
