@@ -158,7 +158,7 @@ def test_our_recognizer_is_a_second_judge_from_a_pipeline_folder(tmp_path):
 def test_a_recognizer_export_is_a_second_judge(tmp_path):
     import torch
 
-    from udifftext.config import EvalConfig, UNetStageConfig, load_config, save_config
+    from udifftext.config import ConfigError, EvalConfig, UNetStageConfig, load_config, save_config
     from udifftext.evaluation import build_second_judge
     from udifftext.io import MissingWeightsError, save_state_dict
     from udifftext.recognizer.vitstr import ViTSTR
@@ -182,3 +182,5 @@ def test_a_recognizer_export_is_a_second_judge(tmp_path):
     assert all(texts) and texts == recognizer.read(torch.cat(gray))  # a random reader still reads something
     evaluation_cfg = EvalConfig(second_judge_weights=str(tmp_path / "reader.safetensors"))
     assert build_second_judge(evaluation_cfg).describe()["model"] == str(tmp_path / "reader.safetensors")
+    with pytest.raises(ConfigError, match="second_judge is false"):
+        build_second_judge(EvalConfig(second_judge=False, second_judge_weights=str(tmp_path / "reader.safetensors")))

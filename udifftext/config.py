@@ -320,7 +320,7 @@ class EvalConfig:
     judge: str = "rapidocr"
     second_judge: bool = True  # also read with our ViTSTR when the model folder has recognizer.safetensors
     # our recognizer export (.safetensors, its .yaml beside) as that second judge instead of the model folder's:
-    # checkpoints/encoders/recognizer_ctc_fonts2.safetensors reads 0.76 of held-out crops, the folders' v3 0.53
+    # checkpoints/encoders/recognizer_ctc_fonts3.safetensors reads 0.80 of held-out crops, the folders' v3 0.53
     second_judge_weights: str = ""
     variants: list[EvalVariantConfig] = field(default_factory=list)  # rows beside the main model
     score_originals: bool = True  # an "originals" row: the judge on the unchanged images (its ceiling)
