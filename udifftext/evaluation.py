@@ -468,14 +468,15 @@ def report_meta(
 
 
 def build_second_judge(cfg: EvalConfig) -> Judge | None:
-    """Our recognizer beside the main judge: `second_judge_weights` when given, else the model folder's (if any)."""
+    """Our recognizer beside the main judge, when `second_judge`: `second_judge_weights` when given, else the model
+    folder's (if it has one)."""
     from udifftext.judge import recognizer_judge_from_export, recognizer_judge_from_folder
 
     if cfg.second_judge_weights:
         if not cfg.second_judge:
             raise ConfigError("second_judge_weights names a second judge but second_judge is false")
         return recognizer_judge_from_export(cfg.second_judge_weights)
-    return recognizer_judge_from_folder(cfg.sample.model)
+    return recognizer_judge_from_folder(cfg.sample.model) if cfg.second_judge else None
 
 
 def evaluate(
@@ -492,7 +493,7 @@ def evaluate(
     fid_features, fid_label = build_fid_features(cfg.inception_weights)
     lpips_model = build_lpips(cfg.lpips_weights) if cfg.lpips_weights else None
     lpips_label = f"AlexNet v0.1 ({Path(cfg.lpips_weights).name})" if lpips_model else "skipped (no lpips_weights)"
-    second = build_second_judge(cfg) if cfg.second_judge or cfg.second_judge_weights else None
+    second = build_second_judge(cfg)
     if manifest is not None:
         if not predictions:
             raise ValueError("--manifest needs at least one --pred folder of generated images")
