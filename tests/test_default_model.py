@@ -70,17 +70,11 @@ def test_the_token_only_candidate_loads_strictly_and_writes_from_the_text():
     where, entry = next(iter(manifest_entries(EXAMPLES / "cases.jsonl")))
     image = Image.open(EXAMPLES / entry["image"]).convert("RGB")
     region = entry_region(entry, where, EXAMPLES)
-    outputs = [
-        np.asarray(
-            pipe(
-                image,
-                [region],
-                [text],
-                load_config(SampleConfig, ROOT / "configs/sample/default.yaml", settings + extra),
-            ).image,
-            np.float32,
-        )
-        for text, extra in ((entry["text"], []), (entry["text"], ["ablate=text"]), ("WAVE", []))
-    ]
+
+    def paint(text: str, extra: list[str]) -> np.ndarray:
+        cfg = load_config(SampleConfig, ROOT / "configs/sample/default.yaml", settings + extra)
+        return np.asarray(pipe(image, [region], [text], cfg).image, np.float32)
+
+    outputs = [paint(entry["text"], []), paint(entry["text"], ["ablate=text"]), paint("WAVE", [])]
     assert np.abs(outputs[0] - outputs[1]).mean() > 1.0  # taking the text away changes the painting
     assert np.abs(outputs[0] - outputs[2]).mean() > 1.0  # and so does another word

@@ -127,6 +127,16 @@ def test_order_quad_and_region_errors():
         box_to_quad((5, 0, 5, 3))
 
 
+def tiny_reader_input(crops: list[np.ndarray]):
+    """The crops as the tiny config's recognizer takes them, built independently of RecognizerJudge: grayscale,
+    bilinear to 16 x 64, (B, 1, 16, 64) in [0, 1]."""
+    import torch
+    import torch.nn.functional as F
+
+    gray = [torch.from_numpy(c.astype(np.float32) / 255).mean(2)[None, None] for c in crops]
+    return torch.cat([F.interpolate(g, size=(16, 64), mode="bilinear") for g in gray])
+
+
 def test_our_recognizer_is_a_second_judge_from_a_pipeline_folder(tmp_path):
     import torch
 
@@ -145,13 +155,7 @@ def test_our_recognizer_is_a_second_judge_from_a_pipeline_folder(tmp_path):
     crops = [render_word("hello", judge_fonts()[0]), render_word("Paper", judge_fonts()[0])]
     texts = second.read(crops)
     assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
-    gray = [
-        torch.nn.functional.interpolate(
-            torch.from_numpy(c.astype(np.float32) / 255).mean(2)[None, None], size=(16, 64), mode="bilinear"
-        )
-        for c in crops
-    ]
-    assert texts == recognizer.eval().read(torch.cat(gray))  # same reading as the module on the same input
+    assert texts == recognizer.eval().read(tiny_reader_input(crops))  # same reading as the module on the same input
     assert second.describe()["name"] == "vitstr"
 
 
@@ -172,14 +176,8 @@ def test_a_recognizer_export_is_a_second_judge(tmp_path):
     save_config(cfg, tmp_path, "reader.yaml")
     second = recognizer_judge_from_export(tmp_path / "reader.safetensors")
     crops = [render_word(word, judge_fonts()[0]) for word in WORDS]
-    gray = [
-        torch.nn.functional.interpolate(
-            torch.from_numpy(c.astype(np.float32) / 255).mean(2)[None, None], size=(16, 64), mode="bilinear"
-        )
-        for c in crops
-    ]
     texts = second.read(crops)
-    assert all(texts) and texts == recognizer.read(torch.cat(gray))  # a random reader still reads something
+    assert all(texts) and texts == recognizer.read(tiny_reader_input(crops))  # a random reader still reads something
     evaluation_cfg = EvalConfig(second_judge_weights=str(tmp_path / "reader.safetensors"))
     assert build_second_judge(evaluation_cfg).describe()["model"] == str(tmp_path / "reader.safetensors")
     with pytest.raises(ConfigError, match="second_judge is false"):

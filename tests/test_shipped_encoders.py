@@ -34,14 +34,14 @@ def shipped_recognizer(name: str):
     return load_recognizer(shipped_config(RecognizerConfig, name)).eval()  # strict: a missing or extra key raises
 
 
-def heldout_batch(data=None) -> dict:
-    """64 held-out word crops of the engine's seeded draw (DataConfig() unless `data`), each rendered once."""
+def heldout_batch(data=None, samples: int = 64) -> dict:
+    """The first `samples` held-out word crops of the engine's seeded draw (DataConfig() unless `data`)."""
     from torch.utils.data import DataLoader
 
     from udifftext.config import DataConfig
     from udifftext.data.synth import heldout_word_crops
 
-    return next(iter(DataLoader(heldout_word_crops(data or DataConfig(), 64), batch_size=64)))
+    return next(iter(DataLoader(heldout_word_crops(data or DataConfig(), samples), batch_size=samples)))
 
 
 @pytest.fixture(scope="module")
@@ -121,11 +121,5 @@ def test_the_fontsource_batch_reads_more_heldout_words():
     """recognizer_ctc_fonts2 continued with data/fonts_extra3 (735 Google Fonts; docs/encoder.md: 0.801 against
     0.757 on 1024 held-out crops, ahead in all five held-out fonts there). 64 crops a font are too few to rank
     every font (231 of 320 each), so this reads the first 256 crops of the held-out draw: 211 against 202."""
-    from torch.utils.data import DataLoader
-
-    from udifftext.config import DataConfig
-    from udifftext.data.synth import heldout_word_crops
-
-    batch = next(iter(DataLoader(heldout_word_crops(DataConfig(), 256), batch_size=256)))
-    before, after = word_accuracies(("recognizer_ctc_fonts2", "recognizer_ctc_fonts3"), batch)
+    before, after = word_accuracies(("recognizer_ctc_fonts2", "recognizer_ctc_fonts3"), heldout_batch(samples=256))
     assert after >= 0.8 and after >= before + 6 / 256, (before, after)
