@@ -33,7 +33,7 @@ def test_forward_shapes_and_read():
 
 
 def test_too_few_tokens_is_a_config_error():
-    with pytest.raises(ValueError, match="output tokens"):
+    with pytest.raises(ValueError, match="has 5 outputs, needs 12"):
         ViTSTR(_tiny(patch_size=16))  # 1 + 1x4 tokens < 12 positions
 
 
@@ -81,10 +81,30 @@ def test_ctc_reads_every_patch_token_collapsing_repeats_and_blanks():
     assert (model.sequence_loss(logits, target) < 1e-3).all()  # the paths spell the targets: loss near 0
     impossible = model.tokenizer.encode(["aaaaaaaaaaaa"])  # 12 a's need 23 tokens, there are 16
     assert model.sequence_loss(logits[:1], impossible).item() == 0.0  # zeroed, not inf
-    with pytest.raises(ValueError, match="needs 13 for decoder 'ctc'"):
+    with pytest.raises(ValueError, match="has 8 outputs, needs 12 for decoder 'ctc'"):
         ViTSTR(_tiny(decoder="ctc", patch_size=16, patch_width=8))  # 8 patch tokens < 12 characters
     with pytest.raises(ValueError, match="decoder must be one of"):
         ViTSTR(_tiny(decoder="attention"))
+
+
+def test_ctc_frames_split_each_token_into_frames_and_widen_a_one_frame_head(tmp_path):
+    torch.manual_seed(0)
+    one = ViTSTR(_tiny(decoder="ctc")).eval()
+    path = save_state_dict(one.state_dict(), tmp_path / "one_frame.safetensors")
+    two = load_recognizer(_tiny(decoder="ctc", ctc_frames=2, weights=str(path))).eval()
+    crops = torch.rand(3, 1, 16, 64)
+    with torch.no_grad():
+        before, after = one(crops), two(crops)  # (3, 16, 95), (3, 32, 95)
+    assert after.shape == (3, 32, 95)
+    assert torch.equal(after[:, 0::2], before) and torch.equal(after[:, 1::2], before)  # both frames of token t
+    assert two.read(crops) == one.read(crops)
+    with torch.no_grad():
+        two.vit.head.bias[95:] += 100 * torch.nn.functional.one_hot(torch.tensor(5), 95)  # the second frame only
+        assert (two(crops)[:, 1::2].argmax(-1) == 5).all() and torch.equal(two(crops)[:, 0::2], before)
+    eight_tokens = dict(decoder="ctc", patch_size=16, patch_width=8)
+    assert ViTSTR(_tiny(**eight_tokens, ctc_frames=2))(crops).shape == (3, 16, 95)  # 8 tokens x 2 frames >= 12
+    with pytest.raises(ValueError, match="ctc_frames must be 1, or more with decoder 'ctc'"):
+        ViTSTR(_tiny(ctc_frames=2))
 
 
 def test_preprocess_crops_the_box_and_passes_gradients():

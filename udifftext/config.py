@@ -63,6 +63,9 @@ class RecognizerConfig:
     # positions: ViTSTR, output token first_token + k classifies character k (0 = end) | ctc: every patch token
     # classifies what lies under it (0 = blank), read by CTC (Graves et al. 2006), for one row of column tokens
     decoder: str = "positions"
+    # CTC frames per column token: the head gives each token this many frames (left to right), so a word needs
+    # no more than tokens x frames, counting a blank between repeated letters; 1 = one frame per token
+    ctc_frames: int = 1
     weights: str = ""  # our exported safetensors or an upstream ViTSTR .pth; "" = random
 
 

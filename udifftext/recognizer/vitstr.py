@@ -68,7 +68,7 @@ def conv_patch_embed(stem_channels: int = 32):
 
 class ViTSTR(nn.Module):
     """(B, 1, h, w) crops in [0, 1] -> (B, T, num_classes) logits: T = max_len positions, or the patch tokens
-    for ``decoder: ctc``; `decode`, `read` and `sequence_loss` know which."""
+    times ``ctc_frames`` for ``decoder: ctc``; `decode`, `read` and `sequence_loss` know which."""
 
     def __init__(self, cfg: RecognizerConfig):
         super().__init__()
@@ -83,11 +83,17 @@ class ViTSTR(nn.Module):
         tokens = 1 + (cfg.img_height // patch[0]) * (cfg.img_width // patch[1])
         if cfg.decoder not in DECODERS:
             raise ValueError(f"recognizer.decoder must be one of {DECODERS}, got '{cfg.decoder}'")
-        needed = cfg.first_token + cfg.max_len if cfg.decoder == "positions" else 1 + cfg.max_len
-        if tokens < needed:
+        if cfg.ctc_frames < 1 or (cfg.ctc_frames > 1 and cfg.decoder != "ctc"):
+            raise ValueError(f"recognizer.ctc_frames must be 1, or more with decoder 'ctc', got {cfg.ctc_frames}")
+        if cfg.decoder == "positions":
+            outputs, needed = tokens, cfg.first_token + cfg.max_len
+        else:
+            outputs, needed = (tokens - 1) * cfg.ctc_frames, cfg.max_len  # every patch token, CLS left out
+        if outputs < needed:
+            remedy = "smaller patches or a larger crop" + (" or more ctc_frames" if cfg.decoder == "ctc" else "")
             raise ValueError(
-                f"recognizer has {tokens} output tokens, needs {needed} for decoder '{cfg.decoder}' "
-                f"(max_len {cfg.max_len}): use smaller patches or a larger crop"
+                f"recognizer has {outputs} outputs, needs {needed} for decoder '{cfg.decoder}' "
+                f"(max_len {cfg.max_len}): use {remedy}"
             )
         if cfg.stem not in STEMS:
             raise ValueError(f"recognizer.stem must be one of {STEMS}, got '{cfg.stem}'")
@@ -96,7 +102,7 @@ class ViTSTR(nn.Module):
             img_size=(cfg.img_height, cfg.img_width),
             patch_size=patch,
             in_chans=1,
-            num_classes=self.tokenizer.num_classes,
+            num_classes=self.tokenizer.num_classes * cfg.ctc_frames,
             global_pool="",
             embed_dim=cfg.embed_dim,
             depth=cfg.depth,
@@ -134,7 +140,8 @@ class ViTSTR(nn.Module):
         """(B, 1, h, w) in [0, 1] -> (B, T, num_classes) logits (T = max_len, or the patch tokens for CTC)."""
         features = self.features(crops)  # (B, N, D)
         if self.cfg.decoder == "ctc":
-            return self.vit.head(features[:, 1:])  # (B, N - 1, C): every patch token, CLS left out
+            frames = self.vit.head(features[:, 1:])  # (B, N - 1, k * C): every patch token, CLS left out
+            return frames.reshape(frames.shape[0], -1, self.num_classes)  # (B, (N - 1) * k, C), k frames per token
         return self.vit.head(features[:, self.cfg.first_token : self.cfg.first_token + self.cfg.max_len])  # (B, L, C)
 
     def decode(self, logits: torch.Tensor) -> list[str]:
@@ -206,6 +213,20 @@ def upstream_vitstr_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, t
     return mapped
 
 
+def widen_ctc_head(state: Mapping[str, torch.Tensor], model: ViTSTR) -> dict[str, torch.Tensor]:
+    """A one-frame CTC head's weights, copied to every frame of `model`'s ``ctc_frames``-frame head.
+
+    Each token's k frames then read the same class; CTC collapses the repeats, so the widened recognizer reads
+    exactly what the one-frame one did, and training can go on from there. Any other state is returned as is.
+    """
+    state = dict(state)
+    frames = model.cfg.ctc_frames
+    for key in ("vit.head.weight", "vit.head.bias"):
+        if frames > 1 and key in state and state[key].shape[0] == model.num_classes:
+            state[key] = state[key].repeat(frames, *([1] * (state[key].ndim - 1)))  # frame j: rows j*C .. (j+1)*C
+    return state
+
+
 def load_recognizer(cfg: RecognizerConfig) -> ViTSTR:
     """Build the recognizer and load `cfg.weights` strictly: our exported .safetensors, or an upstream
     ViTSTR .pth/.pt (mapped by `upstream_vitstr_state_dict`). "" = random initialisation."""
@@ -220,5 +241,5 @@ def load_recognizer(cfg: RecognizerConfig) -> ViTSTR:
                     f"got '{cfg.stem}' and '{cfg.decoder}'"
                 )
             state = upstream_vitstr_state_dict(state)
-        load_strict(model, state, what=what)
+        load_strict(model, widen_ctc_head(state, model), what=what)
     return model
