@@ -65,6 +65,9 @@ def test_rows_split_by_text_kind_and_score_each_reader(heldout):
         [1 - sum(u for u, f in zip(has_upper, crops.fonts, strict=True) if f == r["texts"]) / r["n"] for r in per_font]
     )
     assert "| oracle | random strings |" in markdown(rows)
+    per_length = {r["texts"]: r["n"] for r in compare_readers(crops, {"oracle": readers["oracle"]}, length_bucket=1)}
+    counts = {f"{n} chars": sum(len(t) == n for t in crops.texts) for n in range(1, 13)}
+    assert {g: n for g, n in per_length.items() if g.endswith(" chars")} == {g: n for g, n in counts.items() if n}
 
 
 def test_script_prints_both_readers(tmp_path):

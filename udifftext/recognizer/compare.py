@@ -15,7 +15,7 @@ from udifftext.config import EncoderStageConfig
 from udifftext.text.metrics import char_accuracy, word_accuracy
 
 Reader = Callable[[list[np.ndarray]], list[str]]
-LENGTH_BUCKET = 4  # characters per text-length group: 1-4, 5-8, 9-12
+LENGTH_BUCKET = 4  # characters per text-length group by default: 1-4, 5-8, 9-12
 
 
 @dataclass
@@ -43,20 +43,21 @@ def heldout_crops(cfg: EncoderStageConfig) -> HeldOutCrops:
     return HeldOutCrops(crops, texts, [t.lower() in words for t in texts], fonts)
 
 
-def accuracy_rows(name: str, reads: list[str], heldout: HeldOutCrops) -> list[dict]:
+def accuracy_rows(name: str, reads: list[str], heldout: HeldOutCrops, length_bucket: int = LENGTH_BUCKET) -> list[dict]:
     """Word accuracy (case-sensitive and not) and character accuracy: all crops, list words, random strings, by
-    text length (per-character errors compound, so long words are where a recognizer falls first) and by font."""
+    text length in groups of `length_bucket` characters (per-character errors compound, so long words are where a
+    recognizer falls first) and by font."""
     groups = {
         "all": [True] * len(reads),
         "list words": heldout.is_list_word,
         "random strings": [not w for w in heldout.is_list_word],
     }
     longest = max(map(len, heldout.texts))
-    for start in range(1, longest + 1, LENGTH_BUCKET):
-        end = min(start + LENGTH_BUCKET - 1, longest)
+    for start in range(1, longest + 1, length_bucket):
+        end = min(start + length_bucket - 1, longest)
         keep = [start <= len(t) <= end for t in heldout.texts]
         if any(keep):  # a length no text has gets no row
-            groups[f"{start}-{end} chars"] = keep
+            groups[f"{start}-{end} chars" if end > start else f"{start} chars"] = keep
     for font in sorted(set(heldout.fonts)):
         groups[font] = [f == font for f in heldout.fonts]
     rows = []
@@ -76,9 +77,15 @@ def accuracy_rows(name: str, reads: list[str], heldout: HeldOutCrops) -> list[di
     return rows
 
 
-def compare_readers(heldout: HeldOutCrops, readers: dict[str, Reader]) -> list[dict]:
+def compare_readers(
+    heldout: HeldOutCrops, readers: dict[str, Reader], length_bucket: int = LENGTH_BUCKET
+) -> list[dict]:
     """Every reader on the same crops; one row per reader and text group."""
-    return [row for name, read in readers.items() for row in accuracy_rows(name, read(heldout.crops), heldout)]
+    return [
+        row
+        for name, read in readers.items()
+        for row in accuracy_rows(name, read(heldout.crops), heldout, length_bucket)
+    ]
 
 
 def markdown(rows: list[dict]) -> str:
