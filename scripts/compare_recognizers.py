@@ -20,9 +20,15 @@ def parse_args(argv: list[str] | None = None):
     parser = config_parser(__doc__)
     add_threads_flag(parser)
     parser.add_argument(
-        "--length-bucket", type=int, default=4, help="characters per text-length group (1: one row per length)"
+        "--length-bucket",
+        type=int,
+        default=4,  # udifftext.recognizer.compare.LENGTH_BUCKET, not imported here so that --help stays fast
+        help="characters per text-length group (1: one row per length)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.length_bucket < 1:
+        parser.error(f"--length-bucket must be at least 1, got {args.length_bucket}")
+    return args
 
 
 def main(args) -> None:
@@ -38,8 +44,6 @@ def main(args) -> None:
         load_recognizer(cfg.recognizer), cfg.recognizer.img_height, cfg.recognizer.img_width, cfg.recognizer.weights
     )
     heldout = heldout_crops(cfg)
-    if args.length_bucket < 1:
-        sys.exit(f"error: --length-bucket must be at least 1, got {args.length_bucket}")
     readers = {"ours (ViTSTR)": ours.read, "PP-OCRv4 (judge)": OcrJudge().read}
     rows = compare_readers(heldout, readers, args.length_bucket)
     print(markdown(rows))

@@ -137,7 +137,8 @@ class ViTSTR(nn.Module):
         return self.vit.forward_features(crops * 2.0 - 1.0)  # (B, N, D)
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
-        """(B, 1, h, w) in [0, 1] -> (B, T, num_classes) logits (T = max_len, or the patch tokens for CTC)."""
+        """(B, 1, h, w) in [0, 1] -> (B, T, num_classes) logits (T = max_len, or the patch tokens x ctc_frames
+        for CTC)."""
         features = self.features(crops)  # (B, N, D)
         if self.cfg.decoder == "ctc":
             frames = self.vit.head(features[:, 1:])  # (B, N - 1, k * C): every patch token, CLS left out
