@@ -107,6 +107,25 @@ def test_ctc_frames_split_each_token_into_frames_and_widen_a_one_frame_head(tmp_
         ViTSTR(_tiny(ctc_frames=2))
 
 
+def test_grow_depth_appends_identity_blocks_that_read_as_the_checkpoint_and_then_learn(tmp_path):
+    torch.manual_seed(0)
+    shallow = ViTSTR(_tiny(decoder="ctc", stem="conv")).eval()
+    path = save_state_dict(shallow.state_dict(), tmp_path / "two_blocks.safetensors")
+    deeper = _tiny(decoder="ctc", stem="conv", depth=4, weights=str(path))
+    with pytest.raises(KeyError, match="missing keys .*blocks.2"):
+        load_recognizer(deeper)  # without grow_depth a shallower checkpoint is an error
+    grown = load_recognizer(dataclasses.replace(deeper, grow_depth=True)).eval()
+    assert len(grown.vit.blocks) == 4
+    crops = torch.rand(3, 1, 16, 64)
+    with torch.no_grad():
+        assert torch.allclose(grown(crops), shallow(crops), atol=1e-6)
+    assert grown.vit.blocks[3].attn.qkv.weight.abs().sum() > 0  # only the residual outputs start at zero
+    ids = grown.tokenizer.encode(["ab", "c"])
+    loss = grown.train().sequence_loss(grown(crops[:2]), ids).mean()
+    loss.backward()
+    assert grown.vit.blocks[3].mlp.fc2.weight.grad.abs().sum() > 0  # the new blocks learn from the first step
+
+
 def test_preprocess_crops_the_box_and_passes_gradients():
     torch.manual_seed(0)
     model = ViTSTR(TINY)

@@ -66,6 +66,9 @@ class RecognizerConfig:
     # CTC frames per column token: the head gives each token this many frames (left to right), so a word needs
     # no more than tokens x frames, counting a blank between repeated letters; 1 = one frame per token
     ctc_frames: int = 1
+    # true: `weights` may hold fewer blocks than `depth`; the missing ones are appended as identity blocks (zero
+    # output projections), so the deeper model starts by reading exactly as the checkpoint did
+    grow_depth: bool = False
     weights: str = ""  # our exported safetensors or an upstream ViTSTR .pth; "" = random
 
 

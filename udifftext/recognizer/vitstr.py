@@ -34,6 +34,7 @@ WEIGHTS_SOURCE = (
     "ViTSTR release .pth (roatienza/deep-text-recognition-benchmark)"
 )
 UPSTREAM_SPECIALS = 2  # [GO], [s] precede the characters in upstream ViTSTR's head
+RESIDUAL_OUTPUTS = ("attn.proj.", "mlp.fc2.")  # a timm block's last layers before each residual sum
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as PIL's "L" conversion
 
 
@@ -228,9 +229,34 @@ def widen_ctc_head(state: Mapping[str, torch.Tensor], model: ViTSTR) -> dict[str
     return state
 
 
+def append_identity_blocks(state: Mapping[str, torch.Tensor], model: ViTSTR) -> dict[str, torch.Tensor]:
+    """A shallower recognizer's weights, extended to `model`'s depth by blocks that start as the identity.
+
+    Every block is ``x + attn(norm1(x))`` then ``x + mlp(norm2(x))``; with the attention's output projection and
+    the MLP's second layer zeroed, a new block passes its input through unchanged, so the deeper model reads
+    exactly what the checkpoint did and training adds capacity from there (zero-initialised residual branches,
+    as in Goyal et al. 2017). The new blocks' other weights are `model`'s own random initialisation.
+    """
+    state = dict(state)
+    present = {int(key.split(".")[2]) for key in state if key.startswith("vit.blocks.")}
+    if not present or len(present) >= model.cfg.depth:
+        return state
+    if present != set(range(len(present))):
+        raise ValueError(f"recognizer weights hold blocks {sorted(present)}: expected blocks 0..n-1 to grow from")
+    fresh = model.state_dict()
+    for index in range(len(present), model.cfg.depth):
+        prefix = f"vit.blocks.{index}."
+        for key, value in fresh.items():
+            if key.startswith(prefix):
+                zero = key.removeprefix(prefix).startswith(RESIDUAL_OUTPUTS)
+                state[key] = torch.zeros_like(value) if zero else value.clone()
+    return state
+
+
 def load_recognizer(cfg: RecognizerConfig) -> ViTSTR:
     """Build the recognizer and load `cfg.weights` strictly: our exported .safetensors, or an upstream
-    ViTSTR .pth/.pt (mapped by `upstream_vitstr_state_dict`). "" = random initialisation."""
+    ViTSTR .pth/.pt (mapped by `upstream_vitstr_state_dict`). "" = random initialisation. With
+    ``cfg.grow_depth`` a shallower checkpoint is extended by identity blocks (`append_identity_blocks`)."""
     model = ViTSTR(cfg)
     if cfg.weights:
         what = "ViTSTR recognizer weights (.safetensors from train_encoder.py, or an upstream ViTSTR .pth)"
@@ -242,5 +268,7 @@ def load_recognizer(cfg: RecognizerConfig) -> ViTSTR:
                     f"got '{cfg.stem}' and '{cfg.decoder}'"
                 )
             state = upstream_vitstr_state_dict(state)
+        if cfg.grow_depth:
+            state = append_identity_blocks(state, model)
         load_strict(model, widen_ctc_head(state, model), what=what)
     return model
