@@ -11,7 +11,7 @@ import pytest
 from udifftext.config import EncoderStageConfig, load_config
 from udifftext.data.words import load_words
 from udifftext.io import save_state_dict
-from udifftext.recognizer.compare import compare_readers, heldout_crops, markdown
+from udifftext.recognizer.compare import compare_readers, heldout_crops, markdown, training_crops
 from udifftext.recognizer.vitstr import ViTSTR
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -38,6 +38,20 @@ def test_heldout_crops_are_the_fixed_heldout_split(heldout):
     assert crops.is_list_word == [t.lower() in words for t in crops.texts]
     assert 0 < sum(crops.is_list_word) < 40  # both kinds of text are drawn
     assert again.fonts == crops.fonts and set(crops.fonts) == set(cfg.data.heldout_fonts)  # 40 crops hit all five
+
+
+def test_training_crops_are_training_words_and_fonts_without_per_font_rows(heldout):
+    cfg, held = heldout
+    crops = training_crops(cfg)
+    assert len(crops.texts) == 40 and training_crops(cfg).texts == crops.texts
+    assert not set(crops.fonts) & set(cfg.data.heldout_fonts)
+    words = {w.lower() for w in load_words(cfg.data, "train")}
+    assert crops.is_list_word == [t.lower() in words for t in crops.texts] and any(crops.is_list_word)
+    assert not {t.lower() for t, w in zip(crops.texts, crops.is_list_word, strict=True) if w} & {
+        t.lower() for t, w in zip(held.texts, held.is_list_word, strict=True) if w
+    }
+    groups = {r["texts"] for r in compare_readers(crops, {"oracle": lambda _: list(crops.texts)})}
+    assert "all" in groups and not groups & set(crops.fonts)  # more fonts than MAX_FONT_ROWS: no per-font rows
 
 
 def test_rows_split_by_text_kind_and_score_each_reader(heldout):
@@ -79,5 +93,7 @@ def test_script_prints_both_readers(tmp_path):
     done = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert "| ours (ViTSTR) | all | 8 |" in done.stdout and "| PP-OCRv4 (judge) | all | 8 |" in done.stdout
+    train = subprocess.run([*cmd, "--split", "train", *args[len(cmd) :]], capture_output=True, text=True, cwd=ROOT)
+    assert train.returncode == 0 and "| ours (ViTSTR) | all | 8 |" in train.stdout, train.stderr
     missing = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     assert missing.returncode != 0 and "recognizer.weights" in missing.stderr

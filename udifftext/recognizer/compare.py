@@ -7,63 +7,83 @@ over 94 case-sensitive characters); reading the same crops with the independent 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+from torch.utils.data import Dataset
 
 from udifftext.config import EncoderStageConfig
 from udifftext.text.metrics import char_accuracy, word_accuracy
 
 Reader = Callable[[list[np.ndarray]], list[str]]
 LENGTH_BUCKET = 4  # characters per text-length group by default: 1-4, 5-8, 9-12
+TRAIN_PROBE_START = 5_000_000  # first index of the training-split crops read by `training_crops`
+SPLITS = ("heldout", "train")
+MAX_FONT_ROWS = 10  # one row per font for the held-out split's five; the training split's hundreds get none
 
 
 @dataclass
-class HeldOutCrops:
+class WordCrops:
     crops: list[np.ndarray]  # (h, w, 3) uint8, the grayscale crop the recognizer trains on, repeated to RGB
     texts: list[str]
     is_list_word: list[bool]  # False: a random string over the alphabet
     fonts: list[str]  # the font file each crop is drawn in
 
 
-def heldout_crops(cfg: EncoderStageConfig) -> HeldOutCrops:
+def heldout_crops(cfg: EncoderStageConfig) -> WordCrops:
     """The `eval_samples` held-out crops that train_encoder.py validates and evaluates on."""
     from udifftext.data.synth import heldout_word_crops
+
+    return _read_crops(heldout_word_crops(cfg.data, cfg.eval_samples), range(cfg.eval_samples), cfg)
+
+
+def training_crops(cfg: EncoderStageConfig) -> WordCrops:
+    """`eval_samples` crops of the training split (training words and fonts, including `data.extra_fonts_dirs`),
+    from index TRAIN_PROBE_START on: a recognizer that reads these no better than the held-out crops underfits
+    rather than failing to generalise. A training run shuffles all `data.length` indices, so a launch of N crops
+    has drawn each of these with probability N / data.length."""
+    from udifftext.data.synth import WordCropDataset
+
+    dataset = WordCropDataset(replace(cfg.data, split="train", length=TRAIN_PROBE_START + cfg.eval_samples))
+    return _read_crops(dataset, range(TRAIN_PROBE_START, TRAIN_PROBE_START + cfg.eval_samples), cfg)
+
+
+def _read_crops(dataset: Dataset, indices: range, cfg: EncoderStageConfig) -> WordCrops:
     from udifftext.data.words import load_words
 
-    dataset = heldout_word_crops(cfg.data, cfg.eval_samples)
-    words = {w.lower() for w in load_words(cfg.data, "heldout")}
+    words = {w.lower() for w in load_words(cfg.data, dataset.cfg.split)}
     crops, texts, fonts = [], [], []
-    for index in range(len(dataset)):
+    for index in indices:
         item = dataset[index]
         gray = (item["word_crop"][0].numpy() * 255).round().astype(np.uint8)  # (h, w)
         crops.append(np.repeat(gray[..., None], 3, axis=2))
         texts.append(item["text"])
         fonts.append(item["font"])
-    return HeldOutCrops(crops, texts, [t.lower() in words for t in texts], fonts)
+    return WordCrops(crops, texts, [t.lower() in words for t in texts], fonts)
 
 
-def accuracy_rows(name: str, reads: list[str], heldout: HeldOutCrops, length_bucket: int = LENGTH_BUCKET) -> list[dict]:
+def accuracy_rows(name: str, reads: list[str], probe: WordCrops, length_bucket: int = LENGTH_BUCKET) -> list[dict]:
     """Word accuracy (case-sensitive and not) and character accuracy: all crops, list words, random strings, by
     text length in groups of `length_bucket` characters (per-character errors compound, so long words are where a
-    recognizer falls first) and by font."""
+    recognizer falls first) and by font (up to MAX_FONT_ROWS fonts)."""
     groups = {
         "all": [True] * len(reads),
-        "list words": heldout.is_list_word,
-        "random strings": [not w for w in heldout.is_list_word],
+        "list words": probe.is_list_word,
+        "random strings": [not w for w in probe.is_list_word],
     }
-    longest = max(map(len, heldout.texts))
+    longest = max(map(len, probe.texts))
     for start in range(1, longest + 1, length_bucket):
         end = min(start + length_bucket - 1, longest)
-        keep = [start <= len(t) <= end for t in heldout.texts]
+        keep = [start <= len(t) <= end for t in probe.texts]
         if any(keep):  # a length no text has gets no row
             groups[f"{start}-{end} chars" if end > start else f"{start} chars"] = keep
-    for font in sorted(set(heldout.fonts)):
-        groups[font] = [f == font for f in heldout.fonts]
+    if len(set(probe.fonts)) <= MAX_FONT_ROWS:
+        for font in sorted(set(probe.fonts)):
+            groups[font] = [f == font for f in probe.fonts]
     rows = []
     for group, keep in groups.items():
         predicted = [r for r, k in zip(reads, keep, strict=True) if k]
-        target = [t for t, k in zip(heldout.texts, keep, strict=True) if k]
+        target = [t for t, k in zip(probe.texts, keep, strict=True) if k]
         rows.append(
             {
                 "reader": name,
@@ -77,14 +97,10 @@ def accuracy_rows(name: str, reads: list[str], heldout: HeldOutCrops, length_buc
     return rows
 
 
-def compare_readers(
-    heldout: HeldOutCrops, readers: dict[str, Reader], length_bucket: int = LENGTH_BUCKET
-) -> list[dict]:
+def compare_readers(probe: WordCrops, readers: dict[str, Reader], length_bucket: int = LENGTH_BUCKET) -> list[dict]:
     """Every reader on the same crops; one row per reader and text group."""
     return [
-        row
-        for name, read in readers.items()
-        for row in accuracy_rows(name, read(heldout.crops), heldout, length_bucket)
+        row for name, read in readers.items() for row in accuracy_rows(name, read(probe.crops), probe, length_bucket)
     ]
 
 
