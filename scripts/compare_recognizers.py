@@ -28,7 +28,7 @@ def parse_args(argv: list[str] | None = None):
     )
     parser.add_argument(
         "--split",
-        choices=("heldout", "train"),  # udifftext.recognizer.compare.SPLITS
+        choices=("heldout", "train"),  # udifftext.recognizer.compare.heldout_crops / training_crops
         default="heldout",
         help="read the held-out crops the stage evaluates on, or as many crops of the training split",
     )

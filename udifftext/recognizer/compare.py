@@ -8,17 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
-from torch.utils.data import Dataset
 
 from udifftext.config import EncoderStageConfig
 from udifftext.text.metrics import char_accuracy, word_accuracy
 
+if TYPE_CHECKING:
+    from udifftext.data.synth import WordCropDataset
+
 Reader = Callable[[list[np.ndarray]], list[str]]
 LENGTH_BUCKET = 4  # characters per text-length group by default: 1-4, 5-8, 9-12
 TRAIN_PROBE_START = 5_000_000  # first index of the training-split crops read by `training_crops`
-SPLITS = ("heldout", "train")
 MAX_FONT_ROWS = 10  # one row per font for the held-out split's five; the training split's hundreds get none
 
 
@@ -34,7 +36,7 @@ def heldout_crops(cfg: EncoderStageConfig) -> WordCrops:
     """The `eval_samples` held-out crops that train_encoder.py validates and evaluates on."""
     from udifftext.data.synth import heldout_word_crops
 
-    return _read_crops(heldout_word_crops(cfg.data, cfg.eval_samples), range(cfg.eval_samples), cfg)
+    return _read_crops(heldout_word_crops(cfg.data, cfg.eval_samples), range(cfg.eval_samples))
 
 
 def training_crops(cfg: EncoderStageConfig) -> WordCrops:
@@ -45,13 +47,13 @@ def training_crops(cfg: EncoderStageConfig) -> WordCrops:
     from udifftext.data.synth import WordCropDataset
 
     dataset = WordCropDataset(replace(cfg.data, split="train", length=TRAIN_PROBE_START + cfg.eval_samples))
-    return _read_crops(dataset, range(TRAIN_PROBE_START, TRAIN_PROBE_START + cfg.eval_samples), cfg)
+    return _read_crops(dataset, range(TRAIN_PROBE_START, TRAIN_PROBE_START + cfg.eval_samples))
 
 
-def _read_crops(dataset: Dataset, indices: range, cfg: EncoderStageConfig) -> WordCrops:
+def _read_crops(dataset: WordCropDataset, indices: range) -> WordCrops:
     from udifftext.data.words import load_words
 
-    words = {w.lower() for w in load_words(cfg.data, dataset.cfg.split)}
+    words = {w.lower() for w in load_words(dataset.cfg, dataset.cfg.split)}
     crops, texts, fonts = [], [], []
     for index in indices:
         item = dataset[index]
@@ -77,8 +79,9 @@ def accuracy_rows(name: str, reads: list[str], probe: WordCrops, length_bucket: 
         keep = [start <= len(t) <= end for t in probe.texts]
         if any(keep):  # a length no text has gets no row
             groups[f"{start}-{end} chars" if end > start else f"{start} chars"] = keep
-    if len(set(probe.fonts)) <= MAX_FONT_ROWS:
-        for font in sorted(set(probe.fonts)):
+    fonts = sorted(set(probe.fonts))
+    if len(fonts) <= MAX_FONT_ROWS:
+        for font in fonts:
             groups[font] = [f == font for f in probe.fonts]
     rows = []
     for group, keep in groups.items():
