@@ -163,6 +163,8 @@ def test_bad_files_and_config(pipe, scene, tmp_path):
         pipe.check_inputs(scene, [parse_box("1,1,5,5")], ["a"], replace(FAST, scheduler="heun"))
     with pytest.raises(ValueError, match="glyph_margin must be in"):  # before any work, glyph model or not
         pipe.check_inputs(scene, [parse_box("1,1,5,5")], ["a"], replace(FAST, glyph_margin=0.5))
+    with pytest.raises(FileNotFoundError, match="glyph_font no_such_font.ttf does not exist"):
+        pipe.check_inputs(scene, [parse_box("1,1,5,5")], ["a"], replace(FAST, glyph_font="no_such_font.ttf"))
     with pytest.raises(MissingWeightsError, match="does not exist"):
         UDiffTextPipeline.from_pretrained(tmp_path / "no_such_folder")
 
@@ -313,6 +315,19 @@ def test_glyph_margin_leaves_a_blank_border():
     assert box[~inner].max() < 0.05 and glyph[mask == 0].max() < 0.05
     with pytest.raises(ValueError, match="glyph margin"):
         glyph_canvas("Hello", mask, margin=0.5)
+
+
+def test_glyph_font_draws_the_glyph_in_that_font():
+    """font= draws the glyph in another font file, stretched over the same box as the default DejaVu Sans."""
+    from udifftext.data.render import render_glyph
+    from udifftext.pipeline import glyph_canvas
+
+    mono = "data/fonts/liberation/LiberationMono-Regular.ttf"
+    mask = np.zeros((64, 128), np.uint8)
+    mask[20:40, 24:104] = 1
+    glyph = glyph_canvas("Il|0O", mask, font=mono)
+    np.testing.assert_allclose(glyph[20:40, 24:104], render_glyph("Il|0O", 20, 80, mono), atol=0.05)
+    assert np.abs(glyph - glyph_canvas("Il|0O", mask)).mean() > 0.05  # not the default font's drawing
 
 
 @pytest.mark.parametrize("angle", [0.0, 15.0])

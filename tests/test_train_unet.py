@@ -198,6 +198,26 @@ def test_glyph_drop_prob_one_makes_a_token_only_twin(tmp_path):
     assert cond.glyph.shape[1] == 1 and cond.glyph.abs().sum() == 0
 
 
+def test_sample_config_picks_the_glyph_font_and_margin(tmp_path):
+    """The exported glyph pipeline draws its glyph channel as SampleConfig says (glyph_font, glyph_margin)."""
+    from udifftext.config import SampleConfig
+    from udifftext.lit.unet_module import LitUDiffText, export_pipeline
+    from udifftext.pipeline import UDiffTextPipeline, glyph_canvas
+
+    module = LitUDiffText(tiny(tmp_path, "unet.glyph_channel=true", "unet.in_channels=8"))
+    pipe = UDiffTextPipeline.from_pretrained(export_pipeline(module, tmp_path / "glyph"))
+    crop_mask = np.zeros((32, 32), bool)
+    crop_mask[8:24, 2:30] = True
+    crop = np.full((32, 32, 3), 128, np.uint8)
+    mono = "data/fonts/liberation/LiberationMono-Regular.ttf"
+    glyphs = {}
+    for font in (SampleConfig.glyph_font, mono):
+        cond = pipe._condition(crop, crop_mask, "Il0", SampleConfig(glyph_font=font, glyph_margin=0.15))
+        glyphs[font] = cond.glyph[0, 0]
+        torch.testing.assert_close(glyphs[font], torch.from_numpy(glyph_canvas("Il0", crop_mask, "text", 0.15, font)))
+    assert (glyphs[mono] - glyphs[SampleConfig.glyph_font]).abs().mean() > 0.02
+
+
 def test_glyph_drop_prob_needs_the_glyph_channel(tmp_path):
     from udifftext.lit.unet_module import LitUDiffText
 

@@ -19,6 +19,8 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationErr
 
 # Upstream's alphabet: digits, lower, upper, punctuation (94 characters), case-sensitive.
 DEFAULT_ALPHABET = string.printable[:-6]
+# The plain font of the glyph channel in training (`unet.glyph_ink_prob` < 1) and, by default, in sampling.
+GLYPH_FONT = "data/fonts/dejavu/DejaVuSans.ttf"
 
 T = TypeVar("T")
 
@@ -298,6 +300,7 @@ class SampleConfig:
     blend_width: int = 3  # pixels of soft blend inside the mask edge when pasting back
     resolution: int = 0  # side of the region crop the UNet works on; 0 = the model's training resolution
     glyph_margin: float = 0.0  # blank border around the glyph, x the region's height (training words have ~0.15)
+    glyph_font: str = GLYPH_FONT  # font file the glyph is drawn in (a model trained on the target's ink takes any)
     attention_heatmaps: bool = True  # capture the middle step's attention for per-character heatmaps
     ablate: str = ""  # diagnostics: "text" samples with the null context, "glyph" with an empty glyph channel
     noise_selection: NoiseSelectionConfig = field(default_factory=NoiseSelectionConfig)

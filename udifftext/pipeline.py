@@ -25,7 +25,8 @@ import torch
 from PIL import Image
 
 from udifftext.checkpoint import PipelineParts, load_pipeline_folder, save_pipeline_folder
-from udifftext.config import GLYPH_CONTENTS, SampleConfig, UNetStageConfig
+from udifftext.config import GLYPH_CONTENTS, GLYPH_FONT, SampleConfig, UNetStageConfig
+from udifftext.data.words import resolve_data_path
 from udifftext.sampling.guidance import Conditioning, GuidedDenoiser
 from udifftext.sampling.heatmaps import character_heatmaps
 from udifftext.sampling.noise_selection import choose_initial_noise
@@ -56,6 +57,11 @@ def check_sample_config(cfg: SampleConfig) -> None:
         raise ValueError(f"blend_width must be >= 0, got {cfg.blend_width}")
     if not 0 <= cfg.glyph_margin < 0.5:
         raise ValueError(f"glyph_margin must be in [0, 0.5) of the region's height, got {cfg.glyph_margin}")
+    if not resolve_data_path(cfg.glyph_font).is_file():
+        raise FileNotFoundError(
+            f"glyph_font {cfg.glyph_font} does not exist: expected a font file (.ttf/.otf) to draw the glyph in; "
+            "data/fonts/ holds the shipped ones"
+        )
     ns = cfg.noise_selection
     if ns.enabled and (ns.candidates < 1 or ns.steps < 1 or ns.chunk_size < 1):
         raise ValueError(
@@ -67,7 +73,9 @@ def check_sample_config(cfg: SampleConfig) -> None:
         check_refinement(cfg.refinement)
 
 
-def glyph_canvas(text: str, mask: np.ndarray, content: str = "text", margin: float = 0.0) -> np.ndarray:
+def glyph_canvas(
+    text: str, mask: np.ndarray, content: str = "text", margin: float = 0.0, font: str = GLYPH_FONT
+) -> np.ndarray:
     """The glyph channel for `text` in the region `mask` (h, w): zeros outside the mask's minimum-area rectangle.
 
     `content` "text": the text rendered (`render_glyph`) into the rectangle; "position": a ramp along the
@@ -75,7 +83,8 @@ def glyph_canvas(text: str, mask: np.ndarray, content: str = "text", margin: flo
     not which letter is there (`unet.glyph_content`). The rectangle follows the region's rotation, so a
     tilted word gets a tilted glyph rather than one stretched over its axis-aligned bounds. Its baseline is
     the side nearer to horizontal, pointing right: text is never read at more than 45 degrees here.
-    `margin` leaves that fraction of the rectangle's height blank on every side (`SampleConfig.glyph_margin`).
+    `margin` leaves that fraction of the rectangle's height blank on every side (`SampleConfig.glyph_margin`);
+    `font` is the font file the text is drawn in (`SampleConfig.glyph_font`).
     """
     import cv2
 
@@ -100,7 +109,7 @@ def glyph_canvas(text: str, mask: np.ndarray, content: str = "text", margin: flo
     pad = min(round(margin * h), (h - 1) // 2, (w - 1) // 2)
     inner_h, inner_w = h - 2 * pad, w - 2 * pad
     if content == "text":
-        glyph = render_glyph(text, inner_h, inner_w)
+        glyph = render_glyph(text, inner_h, inner_w, font)
     else:
         glyph = np.broadcast_to((np.arange(inner_w, dtype=np.float32) + 0.5) / inner_w, (inner_h, inner_w))
     glyph = np.pad(glyph, pad)  # (h, w)
@@ -308,7 +317,7 @@ class UDiffTextPipeline:
         crop_mask = roi.apply_mask(mask)  # (h, w) uint8
         crop = roi.apply_image(canvas)  # (h, w, 3) uint8
         # 3. encode
-        cond = ablate(self._condition(crop, crop_mask, text, cfg.glyph_margin), cfg.ablate)
+        cond = ablate(self._condition(crop, crop_mask, text, cfg), cfg.ablate)
         timings["prepare_s"] = time.perf_counter() - tick
         # 4. initial noise
         tick = time.perf_counter()
@@ -340,8 +349,11 @@ class UDiffTextPipeline:
         }
         return canvas, Image.fromarray(generated), heat, record
 
-    def _condition(self, crop: np.ndarray, crop_mask: np.ndarray, text: str, glyph_margin: float = 0.0) -> Conditioning:
-        """Step 3: context, masked-image latent, working-size mask and glyph for one crop."""
+    def _condition(
+        self, crop: np.ndarray, crop_mask: np.ndarray, text: str, cfg: SampleConfig | None = None
+    ) -> Conditioning:
+        """Step 3: context, masked-image latent, working-size mask and glyph (drawn as `cfg` says) for one crop."""
+        cfg = cfg or SampleConfig()
         device = self.device
         image = torch.from_numpy(crop).permute(2, 0, 1)[None].float().div(127.5).sub(1).to(device)  # (1, 3, h, w)
         mask = torch.from_numpy(crop_mask)[None, None].float().to(device)  # (1, 1, h, w)
@@ -349,7 +361,7 @@ class UDiffTextPipeline:
         glyph = None
         if self.cfg.unet.glyph_channel:
             canvas = (
-                glyph_canvas(text, crop_mask, self.cfg.unet.glyph_content, glyph_margin)
+                glyph_canvas(text, crop_mask, self.cfg.unet.glyph_content, cfg.glyph_margin, cfg.glyph_font)
                 if self.cfg.unet.samples_with_glyph
                 else np.zeros_like(crop_mask, np.float32)
             )

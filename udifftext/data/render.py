@@ -14,10 +14,9 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from udifftext.config import GLYPH_FONT
 from udifftext.data.words import resolve_data_path
 
-# The one plain font of the glyph channel (UNet input and sampler); shipped in data/fonts/dejavu/.
-GLYPH_FONT = "data/fonts/dejavu/DejaVuSans.ttf"
 GLYPH_FONT_SIZE = 64
 
 
@@ -89,8 +88,8 @@ def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(image, (width, height), interpolation=interp)
 
 
-def render_glyph(text: str, height: int, width: int) -> np.ndarray:
-    """The text in one plain font (DejaVu Sans), its ink box stretched to fill a (height, width) box.
+def render_glyph(text: str, height: int, width: int, font: str | Path = GLYPH_FONT) -> np.ndarray:
+    """The text in one plain font (DejaVu Sans unless `font`), its ink box stretched to fill a (height, width) box.
 
     Returns float32 (height, width) in [0, 1], 1 = ink; all zeros for "". This is the optional glyph
     channel of the UNet and sampler: the target word drawn where the mask's box is.
@@ -99,7 +98,7 @@ def render_glyph(text: str, height: int, width: int) -> np.ndarray:
         raise ValueError(f"render_glyph needs height, width >= 1, got ({height}, {width})")
     if not text:
         return np.zeros((height, width), np.float32)
-    word = render_word(text, GLYPH_FONT, GLYPH_FONT_SIZE)
+    word = render_word(text, font, GLYPH_FONT_SIZE)
     top, bottom, left, right = word.ink_box
     ink = np.ascontiguousarray(word.alpha[top:bottom, left:right])
     return np.clip(resize(ink, height, width), 0.0, 1.0).astype(np.float32)
