@@ -11,7 +11,7 @@ import torch
 from udifftext.config import DEFAULT_ALPHABET, DataConfig
 from udifftext.data.font_check import font_problems, glyph_likeness, glyph_shapes
 from udifftext.data.render import GLYPH_FONT, render_glyph, render_word
-from udifftext.data.synth import WordCropDataset
+from udifftext.data.synth import WordCropDataset, weakest_char_contrast
 from udifftext.data.words import REPO_ROOT, TextSampler, list_fonts, load_words, split_fonts
 
 # In the training set of every shipped model since the start; documented in docs/data.md, kept so they reproduce.
@@ -115,6 +115,37 @@ def test_word_crops_are_deterministic_and_split_aware():
     assert all(heldout[i]["text"].lower() in heldout_words for i in range(8))
     assert all(heldout[i]["font"] in heldout.cfg.heldout_fonts for i in range(8))
     assert a["font"] in {p.name for p in split_fonts(cfg, "train")}
+
+
+def test_weakest_char_contrast_finds_the_hidden_letter():
+    """Two letters, one over a black half and one over a white half: black ink hides the first (contrast 0), mid
+    grey shows both equally; a letter with no ink in the window is left out."""
+    alphas = np.zeros((3, 4, 8), np.float32)
+    alphas[0, :, 1:3] = 1.0
+    alphas[1, :, 5:7] = 0.5
+    background = np.zeros((4, 8, 3), np.float32)
+    background[:, 4:] = 1.0
+    assert weakest_char_contrast(alphas, background, np.zeros(3, np.float32)) == pytest.approx(0.0)
+    assert weakest_char_contrast(alphas, background, np.full(3, 0.5, np.float32)) == pytest.approx(0.5)
+    assert weakest_char_contrast(alphas[1:], background, np.zeros(3, np.float32)) == pytest.approx(1.0)
+
+
+def test_min_char_contrast_redraws_only_the_crops_that_hide_a_letter():
+    """data.min_char_contrast: a crop whose every letter already stands out is drawn exactly as without the floor;
+    one with a letter below it gets another background and colour, its weakest letter now above the floor."""
+    cfg = DataConfig(length=32, split="heldout", word_crop_height=16, word_crop_width=64)
+    floor = 0.25
+    plain, clean = WordCropDataset(cfg), WordCropDataset(DataConfig(**{**cfg.__dict__, "min_char_contrast": floor}))
+    redrawn = 0
+    for i in range(len(plain)):
+        a, b = plain[i], clean[i]
+        assert a["text"] == b["text"] and b["char_contrast"] >= floor
+        if a["char_contrast"] >= floor:
+            assert torch.equal(a["word_crop"], b["word_crop"])
+        else:
+            redrawn += 1
+            assert not torch.equal(a["word_crop"], b["word_crop"])
+    assert 0 < redrawn < len(plain) // 2
 
 
 def test_check_fonts_script_fails_on_a_font_that_hides_labels():

@@ -124,6 +124,9 @@ class DataConfig:
     seg_min_ratio: float = 0.001  # skip samples whose mean character area is below this share (upstream)
     word_crop_height: int = 32
     word_crop_width: int = 128
+    # word crops: redraw background and colour (up to CONTRAST_TRIES times) while some character's ink differs from
+    # the background under it by less than this mean luminance (0 = never: busy backgrounds may hide letters)
+    min_char_contrast: float = 0.0
     strict: bool = False  # unreadable files raise instead of being skipped and counted
     seed: int = 0
 

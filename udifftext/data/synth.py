@@ -30,6 +30,7 @@ POLYGON_PAD = 0.12  # word polygon = ink box grown by this share of the font siz
 WORD_SIZE = (0.06, 0.25)  # a scene word's font size, as a share of the scene's short side
 TRACKING = (-0.03, 0.2)  # extra space between characters, as a share of the font size
 MAX_CROP_FONT = 64  # word crops are rendered at 64..128 px at most (upstream: Arial 128 pt)
+CONTRAST_TRIES = 20  # word crops: background and colour draws before the most legible one is kept
 
 
 def _luminance(rgb: np.ndarray) -> float:
@@ -44,6 +45,18 @@ def text_colour(rng: np.random.Generator, background: np.ndarray) -> np.ndarray:
     if abs(_luminance(colour) - bg) < MIN_CONTRAST:
         colour = colour * 0.3 if bg > 0.5 else 0.7 + 0.3 * colour  # push to dark or light
     return colour
+
+
+def weakest_char_contrast(char_alphas: np.ndarray, background: np.ndarray, colour: np.ndarray) -> float:
+    """The least, over characters, of the ink-weighted mean |luminance(colour) - luminance(background)| under each
+    character's ink: (L, h, w) alphas, (h, w, 3) background, (3,) colour; near 0 when a letter is invisible.
+    Characters with no ink in the window are left out (1.0 when none has any)."""
+    background_lum = background @ np.array([0.299, 0.587, 0.114], np.float32)  # (h, w)
+    diff = np.abs(_luminance(colour) - background_lum)  # (h, w)
+    ink = char_alphas.reshape(len(char_alphas), -1).sum(axis=1)  # (L,)
+    weighted = char_alphas.reshape(len(char_alphas), -1) @ diff.reshape(-1)  # (L,)
+    inked = ink > 0
+    return float((weighted[inked] / ink[inked]).min()) if inked.any() else 1.0
 
 
 def _rng(cfg: DataConfig, split: str, stream: int, index: int) -> np.random.Generator:
@@ -100,27 +113,43 @@ class WordCropDataset(Dataset):
         base = min(max(cfg.word_crop_height, 24), MAX_CROP_FONT)
         size = int(rng.integers(base, 2 * base + 1))
         drawn = self.source.draw(rng, size)
-        alpha = drawn.render().alpha  # (h, w)
+        word = drawn.render()
         angle = float(np.clip(rng.normal(0, 3), -8, 8))
-        h, w = alpha.shape
+        h, w = word.alpha.shape
         rot = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
         cos, sin = abs(rot[0, 0]), abs(rot[0, 1])
         nw, nh = int(h * sin + w * cos) + 1, int(h * cos + w * sin) + 1
         rot[:, 2] += ((nw - w) / 2, (nh - h) / 2)
-        alpha = cv2.warpAffine(alpha, rot, (nw, nh), flags=cv2.INTER_LINEAR)  # (nh, nw)
+        alpha = cv2.warpAffine(word.alpha, rot, (nw, nh), flags=cv2.INTER_LINEAR)  # (nh, nw)
         top, bottom, left, right = ink_box(alpha, 0.1)
         pad = rng.uniform(0, 0.15, 4) * (bottom - top)
         top, left = max(int(top - pad[0]), 0), max(int(left - pad[1]), 0)
         bottom, right = min(int(bottom + pad[2]) + 1, nh), min(int(right + pad[3]) + 1, nw)
         alpha = alpha[top:bottom, left:right]
-        background = self.source.backgrounds.sample(rng, *alpha.shape)  # (h, w, 3)
-        colour = text_colour(rng, background)
+        char_alphas = np.stack(
+            [cv2.warpAffine(a, rot, (nw, nh), flags=cv2.INTER_LINEAR)[top:bottom, left:right] for a in word.char_alphas]
+        )  # (L, h, w)
+        best = None
+        for _ in range(CONTRAST_TRIES):
+            background = self.source.backgrounds.sample(rng, *alpha.shape)  # (h, w, 3)
+            colour = text_colour(rng, background)
+            contrast = weakest_char_contrast(char_alphas, background, colour)
+            if best is None or contrast > best[0]:
+                best = contrast, background, colour
+            if contrast >= cfg.min_char_contrast:
+                break
+        contrast, background, colour = best
         image = background * (1 - alpha[..., None]) + colour * alpha[..., None]  # (h, w, 3)
         if rng.random() < 0.3:
             image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.3, 1.2))
         gray = cv2.cvtColor(np.clip(image, 0, 1).astype(np.float32), cv2.COLOR_RGB2GRAY)
         crop = np.clip(resize(gray, cfg.word_crop_height, cfg.word_crop_width), 0, 1)
-        return {"word_crop": torch.from_numpy(crop)[None], "text": drawn.text, "font": Path(drawn.font).name}
+        return {
+            "word_crop": torch.from_numpy(crop)[None],
+            "text": drawn.text,
+            "font": Path(drawn.font).name,
+            "char_contrast": contrast,  # the weakest character's, before blur (weakest_char_contrast)
+        }
 
 
 def heldout_word_crops(cfg: DataConfig, samples: int) -> WordCropDataset:
