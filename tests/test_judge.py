@@ -157,6 +157,11 @@ def test_our_recognizer_is_a_second_judge_from_a_pipeline_folder(tmp_path):
     assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
     assert texts == recognizer.eval().read(tiny_reader_input(crops))  # same reading as the module on the same input
     assert second.describe()["name"] == "vitstr"
+    ids = recognizer.tokenizer.encode(["hello", "Paper"])
+    expected = recognizer.sequence_loss(recognizer(tiny_reader_input(crops)), ids)
+    losses = second.losses(crops, ["hello", "Paper"])
+    assert losses == pytest.approx(expected.tolist(), rel=1e-5)
+    assert second.losses(crops, ["Paper", "hello"]) != pytest.approx(losses)  # the loss is of the asked text
 
 
 def test_a_recognizer_export_is_a_second_judge(tmp_path):

@@ -103,6 +103,36 @@ def test_pipeline_starts_from_the_lowest_scoring_candidate(pipe, scene, monkeypa
     assert torch.equal(noise[0], candidates[record["chosen"]])
 
 
+def test_read_selection_keeps_the_sample_read_best(pipe, scene, tiny_cfg, tmp_path, monkeypatch):
+    """read_selection runs K whole samples (the first is the plain run's) and pastes the one whose region the
+    recognizer reads with the lowest loss as the text; every loss is in the record."""
+    from udifftext.config import ReadSelectionConfig, save_config
+    from udifftext.io import save_state_dict
+    from udifftext.judge import RecognizerJudge
+    from udifftext.recognizer.vitstr import ViTSTR
+
+    box = [parse_box("10,20,70,40")]
+    plain = pipe(scene, box, ["Hi"], FAST)
+    torch.manual_seed(0)
+    save_state_dict(ViTSTR(tiny_cfg.recognizer).state_dict(), tmp_path / "reader.safetensors")
+    save_config(tiny_cfg.recognizer, tmp_path, "reader.yaml")
+    selection = ReadSelectionConfig(enabled=True, candidates=3, recognizer=str(tmp_path / "reader.safetensors"))
+    cfg = replace(FAST, read_selection=selection)
+    real = pipe(scene, box, ["Hi"], cfg).record["regions"][0]["read_selection"]
+    assert len(real["losses"]) == 3 and real["chosen"] == int(np.argmin(real["losses"]))
+    assert len(set(real["losses"])) == 3  # three different samples
+    for losses, chosen in (([0.0, 1.0, 2.0], 0), ([2.0, 1.0, 0.5], 2)):
+        monkeypatch.setattr(RecognizerJudge, "losses", lambda self, crops, texts, losses=losses: losses)
+        out = pipe(scene, box, ["Hi"], cfg)
+        assert out.record["regions"][0]["read_selection"]["chosen"] == chosen
+        assert np.array_equal(np.asarray(out.image), np.asarray(plain.image)) == (chosen == 0)
+    with pytest.raises(ValueError, match="read_selection needs a recognizer"):  # this folder has none
+        pipe.check_inputs(scene, box, ["a"], replace(FAST, read_selection=ReadSelectionConfig(enabled=True)))
+    with pytest.raises(MissingWeightsError, match="no_reader.safetensors does not exist"):
+        missing = ReadSelectionConfig(enabled=True, recognizer=str(tmp_path / "no_reader.safetensors"))
+        pipe.check_inputs(scene, box, ["a"], replace(FAST, read_selection=missing))
+
+
 def test_refinement_lowers_attention_loss(pipe, tiny_cfg):
     rng = np.random.default_rng(1)
     crop = rng.integers(0, 256, (R, R, 3), dtype=np.uint8)

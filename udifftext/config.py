@@ -240,6 +240,16 @@ class NoiseSelectionConfig:
 
 
 @dataclass
+class ReadSelectionConfig:
+    """Best of `candidates` finished samples, kept by a recognizer's loss on the asked text: an extension beside the
+    paper's noise selection (which ranks noises by attention after two steps), at `candidates` x the cost."""
+
+    enabled: bool = False
+    candidates: int = 4
+    recognizer: str = ""  # exported recognizer .safetensors with its .yaml beside it; "" = the model folder's own
+
+
+@dataclass
 class RefinementConfig:
     """Attention-guided latent refinement (Attend-and-Excite style, paper Sec. 3.4)."""
 
@@ -308,6 +318,7 @@ class SampleConfig:
     ablate: str = ""  # diagnostics: "text" samples with the null context, "glyph" with an empty glyph channel
     noise_selection: NoiseSelectionConfig = field(default_factory=NoiseSelectionConfig)
     refinement: RefinementConfig = field(default_factory=RefinementConfig)
+    read_selection: ReadSelectionConfig = field(default_factory=ReadSelectionConfig)
 
 
 @dataclass

@@ -149,7 +149,8 @@ class RecognizerJudge:
         self.size = (img_height, img_width)
         self.source = source
 
-    def read(self, crops: list[np.ndarray]) -> list[str]:
+    def _inputs(self, crops: list[np.ndarray]) -> Any:
+        """RGB uint8 crops -> (B, 1, h, w) grayscale in [0, 1] at the recognizer's input size."""
         import torch
         import torch.nn.functional as F
 
@@ -158,8 +159,22 @@ class RecognizerJudge:
         for crop in crops:
             gray = torch.from_numpy(crop.astype(np.float32) / 255.0).mean(dim=2)[None, None]  # (1, 1, h, w)
             batch.append(F.interpolate(gray, size=self.size, mode="bilinear", align_corners=False))
+        return torch.cat(batch)
+
+    def read(self, crops: list[np.ndarray]) -> list[str]:
+        import torch
+
         with torch.no_grad():
-            return list(self.recognizer.read(torch.cat(batch)))  # crops (B, 1, h, w) in [0, 1]
+            return list(self.recognizer.read(self._inputs(crops)))
+
+    def losses(self, crops: list[np.ndarray], texts: list[str]) -> list[float]:
+        """The recognizer's per-crop loss on reading `texts[i]` in `crops[i]` (`ViTSTR.sequence_loss`): lower is
+        more legible as that text."""
+        import torch
+
+        ids = self.recognizer.tokenizer.encode(texts)  # (B, max_len)
+        with torch.no_grad():
+            return self.recognizer.sequence_loss(self.recognizer(self._inputs(crops)), ids).tolist()
 
     def describe(self) -> dict[str, str]:
         return {"name": self.name, "version": "ours", "model": self.source, "mode": "grayscale crop, greedy decode"}

@@ -10,7 +10,9 @@
 4. choose the initial noise: the best of K candidates by L_aae after a short guided run (noise selection);
 5. denoise with classifier-free guidance (zero context as unconditional), optionally refining the latent
    with grad L_aae before each step, capturing the attention at the middle step for the heatmaps;
-6. decode and paste the crop back with a soft blend inside the mask edge; pixels outside stay bit-identical.
+6. decode; with read selection on (an extension beside the paper), steps 4-6 run K times and the sample a
+   recognizer reads best as the text is kept;
+7. paste the crop back with a soft blend inside the mask edge; pixels outside stay bit-identical.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from PIL import Image
 from udifftext.checkpoint import PipelineParts, load_pipeline_folder, save_pipeline_folder
 from udifftext.config import GLYPH_CONTENTS, GLYPH_FONT, SampleConfig, UNetStageConfig
 from udifftext.data.words import resolve_data_path
+from udifftext.io import require_path
 from udifftext.sampling.guidance import Conditioning, GuidedDenoiser
 from udifftext.sampling.heatmaps import character_heatmaps
 from udifftext.sampling.noise_selection import choose_initial_noise
@@ -69,6 +72,15 @@ def check_sample_config(cfg: SampleConfig) -> None:
         )
     if cfg.ablate not in ABLATIONS:
         raise ValueError(f"ablate must be one of {ABLATIONS}, got '{cfg.ablate}'")
+    if cfg.read_selection.enabled:
+        if cfg.read_selection.candidates < 1:
+            raise ValueError(f"read_selection.candidates must be >= 1, got {cfg.read_selection.candidates}")
+        if cfg.read_selection.recognizer:
+            require_path(
+                cfg.read_selection.recognizer,
+                "an exported recognizer .safetensors (its .yaml beside it) for read_selection",
+                "scripts/train_encoder.py or checkpoints/encoders/",
+            )
     if cfg.refinement.enabled:
         check_refinement(cfg.refinement)
 
@@ -137,6 +149,7 @@ class UDiffTextPipeline:
         self.recognizer = None if recognizer is None else recognizer.eval().requires_grad_(False)
         self.store = AttentionStore(cfg.text_encoder.max_len, cfg.loss.min_attn_size)
         self.store.enabled = False  # capture only on the forwards that need maps; otherwise SDPA
+        self._selection_readers: dict[str, Any] = {}  # read_selection recognizers by weights path
         install_attention_capture(self.unet, self.store)
         self.source = ""  # the folder the weights came from, for the record
 
@@ -224,6 +237,11 @@ class UDiffTextPipeline:
     ) -> tuple[Image.Image, list[np.ndarray]]:
         """Validate everything before any work; returns the RGB image and one (H, W) bool mask per region."""
         check_sample_config(cfg)
+        if cfg.read_selection.enabled and not cfg.read_selection.recognizer and self.recognizer is None:
+            raise ValueError(
+                "read_selection needs a recognizer: this model folder has none; set read_selection.recognizer to an "
+                "exported recognizer .safetensors (checkpoints/encoders/)"
+            )
         if cfg.ablate == "glyph" and not self.cfg.unet.glyph_channel:
             raise ValueError("ablate='glyph' needs a glyph-channel model; this one has no glyph input")
         if isinstance(image, str | Path):
@@ -270,7 +288,7 @@ class UDiffTextPipeline:
         box = (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1)
         return compute_roi_crop(mask.shape, box, shape[0], self.cfg.data.crop_min_area_ratio)
 
-    # ------------------------------------------------------------------ steps 2-6
+    # ------------------------------------------------------------------ steps 2-7
 
     def __call__(
         self,
@@ -319,35 +337,73 @@ class UDiffTextPipeline:
         # 3. encode
         cond = ablate(self._condition(crop, crop_mask, text, cfg), cfg.ablate)
         timings["prepare_s"] = time.perf_counter() - tick
-        # 4. initial noise
-        tick = time.perf_counter()
         denoiser = GuidedDenoiser(self.unet, self.store, cfg.guidance_scale, self.cfg.loss)
         generator = torch.Generator().manual_seed(seed)
         shape = tuple(cond.masked.shape[1:])  # (C, h, w)
-        noise, selection = choose_initial_noise(
-            denoiser, cfg.scheduler, self.cfg.diffusion, cfg.noise_selection, shape, cond, generator, self.device
-        )
-        timings["noise_selection_s"] = time.perf_counter() - tick
-        # 5. denoise
+        timings.update(noise_selection_s=0.0, denoise_s=0.0, decode_s=0.0)
+        samples = []  # one per read-selection candidate; the first is what a run without it gives
+        for _ in range(cfg.read_selection.candidates if cfg.read_selection.enabled else 1):
+            # 4. initial noise
+            tick = time.perf_counter()
+            noise, selection = choose_initial_noise(
+                denoiser, cfg.scheduler, self.cfg.diffusion, cfg.noise_selection, shape, cond, generator, self.device
+            )
+            timings["noise_selection_s"] += time.perf_counter() - tick
+            # 5. denoise
+            tick = time.perf_counter()
+            z, heat_maps, refinement = self._denoise(denoiser, noise, cond, cfg, progress, text)
+            timings["denoise_s"] += time.perf_counter() - tick
+            # 6. decode
+            tick = time.perf_counter()
+            decoded = self.first_stage.decode(z).clamp(-1, 1)[0]  # (3, h, w)
+            generated = ((decoded.permute(1, 2, 0).float().cpu().numpy() + 1) * 127.5).round().astype(np.uint8)
+            samples.append((generated, heat_maps, selection, refinement))
+            timings["decode_s"] += time.perf_counter() - tick
         tick = time.perf_counter()
-        z, heat_maps, refinement = self._denoise(denoiser, noise, cond, cfg, progress, text)
-        timings["denoise_s"] = time.perf_counter() - tick
-        # 6. decode and paste back
+        reading = {"enabled": False}
+        if cfg.read_selection.enabled:
+            reading = self._read_selection(samples, crop_mask, text, cfg)
+        generated, heat_maps, selection, refinement = samples[reading.get("chosen", 0)]
+        timings["read_selection_s"] = time.perf_counter() - tick
+        # 7. paste back
         tick = time.perf_counter()
-        decoded = self.first_stage.decode(z).clamp(-1, 1)[0]  # (3, h, w)
-        generated = ((decoded.permute(1, 2, 0).float().cpu().numpy() + 1) * 127.5).round().astype(np.uint8)
         canvas = roi.paste_back(canvas, generated, mask, cfg.blend_width)  # (H, W, 3) uint8
         heat = None
         if heat_maps is not None:
             heat = character_heatmaps(heat_maps, len(text), crop_hw)
-        timings["decode_s"] = time.perf_counter() - tick
+        timings["decode_s"] += time.perf_counter() - tick
         record = {
             "crop_window": roi.describe(),
             "noise_selection": selection,
+            "read_selection": reading,
             "refinement": refinement,
             "timings": {k: round(v, 4) for k, v in timings.items()},
         }
         return canvas, Image.fromarray(generated), heat, record
+
+    def _read_selection(self, samples: list[tuple], crop_mask: np.ndarray, text: str, cfg: SampleConfig) -> dict:
+        """Which finished sample reads best as `text`: the selection recognizer's loss on each one's region."""
+        from udifftext.judge import crop_quad, mask_to_quad
+
+        reader = self._selection_reader(cfg.read_selection.recognizer)
+        quad = mask_to_quad(crop_mask)
+        losses = reader.losses([crop_quad(sample[0], quad) for sample in samples], [text] * len(samples))
+        chosen = int(np.argmin(losses))
+        return {"enabled": True, "recognizer": reader.source, "losses": [round(v, 6) for v in losses], "chosen": chosen}
+
+    def _selection_reader(self, weights: str) -> Any:
+        """The read-selection recognizer: an exported one from `weights`, else the model folder's; loaded once."""
+        from udifftext.judge import RecognizerJudge, recognizer_judge_from_export
+
+        if weights not in self._selection_readers:
+            if weights:
+                self._selection_readers[weights] = recognizer_judge_from_export(weights)
+            else:
+                rec = self.cfg.recognizer
+                self._selection_readers[weights] = RecognizerJudge(
+                    self.recognizer, rec.img_height, rec.img_width, f"{self.source} (its recognizer)"
+                )
+        return self._selection_readers[weights]
 
     def _condition(
         self, crop: np.ndarray, crop_mask: np.ndarray, text: str, cfg: SampleConfig | None = None
