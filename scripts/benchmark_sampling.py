@@ -6,7 +6,9 @@ usage:
 
 Plain is the same loop with no attention capture, no noise selection and no refinement. The input is the
 bundled example (data/examples/storefront.png, the sign's box). With random weights L_aae never reaches the
-refinement thresholds, so every listed step runs `max_iters` updates: the worst case for refinement.
+refinement thresholds, so every listed step runs `max_iters` updates: the worst case for refinement. With
+`read_selection.enabled=true` (and `read_selection.recognizer=...` for a model folder without a recognizer) a
+"+ read selection" row (noise selection and the best of `read_selection.candidates` finished samples) is added.
 """
 
 from __future__ import annotations
@@ -40,16 +42,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def settings(cfg: SampleConfig) -> dict[str, SampleConfig]:
-    """The three settings compared; each adds one feature to the previous one."""
+    """The settings compared: plain, + noise selection, then each of read selection (when the config enables it)
+    and refinement added to noise selection alone."""
     plain = replace(
         cfg,
         attention_heatmaps=False,
         noise_selection=replace(cfg.noise_selection, enabled=False),
+        read_selection=replace(cfg.read_selection, enabled=False),
         refinement=replace(cfg.refinement, enabled=False),
     )
     selection = replace(plain, noise_selection=replace(cfg.noise_selection, enabled=True))
-    refined = replace(selection, refinement=replace(cfg.refinement, enabled=True))
-    return {"plain": plain, "+ noise selection": selection, "+ refinement": refined}
+    rows = {"plain": plain, "+ noise selection": selection}
+    if cfg.read_selection.enabled:
+        rows["+ read selection"] = replace(selection, read_selection=cfg.read_selection)
+    rows["+ refinement"] = replace(selection, refinement=replace(cfg.refinement, enabled=True))
+    return rows
 
 
 def main(args: argparse.Namespace) -> int:
@@ -90,7 +97,8 @@ def main(args: argparse.Namespace) -> int:
     print(f"model: {pipe.source} | device: {device} | threads: {threads} | resolution: {pipe.sampling_resolution(cfg)}")
     print(
         f"scheduler {cfg.scheduler}, {cfg.steps} steps, CFG {cfg.guidance_scale}, candidates "
-        f"{cfg.noise_selection.candidates} x {cfg.noise_selection.steps} steps, median of {args.repeats}"
+        f"{cfg.noise_selection.candidates} x {cfg.noise_selection.steps} steps, read selection "
+        f"{cfg.read_selection.candidates if cfg.read_selection.enabled else 'off'}, median of {args.repeats}"
     )
     print(f"{'setting':<20}{'s/image':>10}{'x plain':>10}{'refine updates':>16}")
     for name, row in rows.items():

@@ -68,6 +68,25 @@ def test_help_prints_fast(script, flag):
     assert time.perf_counter() - start < 5
 
 
+def test_benchmark_adds_read_selection_only_when_the_config_enables_it():
+    from udifftext.config import ReadSelectionConfig, SampleConfig
+
+    spec = importlib.util.spec_from_file_location("benchmark_script", ROOT / "scripts/benchmark_sampling.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert list(module.settings(SampleConfig())) == ["plain", "+ noise selection", "+ refinement"]
+    rows = module.settings(SampleConfig(read_selection=ReadSelectionConfig(enabled=True, candidates=3)))
+    assert list(rows) == ["plain", "+ noise selection", "+ read selection", "+ refinement"]
+    flags = {n: (c.noise_selection.enabled, c.read_selection.enabled, c.refinement.enabled) for n, c in rows.items()}
+    assert flags == {
+        "plain": (False, False, False),
+        "+ noise selection": (True, False, False),
+        "+ read selection": (True, True, False),
+        "+ refinement": (True, False, True),
+    }
+    assert rows["+ read selection"].read_selection.candidates == 3
+
+
 def test_one_image_two_regions_writes_every_output(model, inputs):
     out = inputs / "res" / "out.png"
     argv = ["--model", str(model), "--image", str(inputs / "in.png"), "--box", "5,5,35,20", "--text", "Hi"]
