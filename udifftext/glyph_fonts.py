@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from udifftext.data.render import GLYPH_FONT_SIZE, render_word, resize
+from udifftext.data.render import GLYPH_FONT_SIZE, render_glyph, render_word
 
 Reader = Callable[[list[np.ndarray]], list[str]]
 
@@ -21,11 +21,9 @@ Reader = Callable[[list[np.ndarray]], list[str]]
 def draw_text_crop(text: str, font: str | Path, height: int = 44, margin: int = 10) -> np.ndarray:
     """`text` in `font`, black on white, its ink box scaled to `height` px at its own aspect, `margin` px blank
     around it: (height + 2 margin, w, 3) uint8, the crop a judge would read off a perfect copy of the glyph."""
-    word = render_word(text, font, GLYPH_FONT_SIZE)
-    top, bottom, left, right = word.ink_box
-    ink = np.ascontiguousarray(word.alpha[top:bottom, left:right])
-    width = max(1, round(ink.shape[1] * height / ink.shape[0]))
-    ink = np.pad(np.clip(resize(ink, height, width), 0.0, 1.0), margin)
+    top, bottom, left, right = render_word(text, font, GLYPH_FONT_SIZE).ink_box
+    width = max(1, round((right - left) * height / (bottom - top)))
+    ink = np.pad(render_glyph(text, height, width, font), margin)
     gray = np.round(255 * (1 - ink)).astype(np.uint8)
     return np.repeat(gray[:, :, None], 3, axis=2)
 

@@ -31,10 +31,11 @@ WORD_SIZE = (0.06, 0.25)  # a scene word's font size, as a share of the scene's 
 TRACKING = (-0.03, 0.2)  # extra space between characters, as a share of the font size
 MAX_CROP_FONT = 64  # word crops are rendered at 64..128 px at most (upstream: Arial 128 pt)
 CONTRAST_TRIES = 20  # word crops: background and colour draws before the most legible one is kept
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # RGB -> luminance (ITU-R BT.601)
 
 
 def _luminance(rgb: np.ndarray) -> float:
-    return float(np.dot(rgb, [0.299, 0.587, 0.114]))
+    return float(np.dot(rgb, LUMA_WEIGHTS))
 
 
 def text_colour(rng: np.random.Generator, background: np.ndarray) -> np.ndarray:
@@ -51,7 +52,7 @@ def weakest_char_contrast(char_alphas: np.ndarray, background: np.ndarray, colou
     """The least, over characters, of the ink-weighted mean |luminance(colour) - luminance(background)| under each
     character's ink: (L, h, w) alphas, (h, w, 3) background, (3,) colour; near 0 when a letter is invisible.
     Characters with no ink in the window are left out (1.0 when none has any)."""
-    background_lum = background @ np.array([0.299, 0.587, 0.114], np.float32)  # (h, w)
+    background_lum = background @ np.asarray(LUMA_WEIGHTS, np.float32)  # (h, w)
     diff = np.abs(_luminance(colour) - background_lum)  # (h, w)
     ink = char_alphas.reshape(len(char_alphas), -1).sum(axis=1)  # (L,)
     weighted = char_alphas.reshape(len(char_alphas), -1) @ diff.reshape(-1)  # (L,)
