@@ -8,14 +8,13 @@ quotes are told apart by the letterforms alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from udifftext.data.render import GLYPH_FONT_SIZE, render_glyph, render_word
-
-Reader = Callable[[list[np.ndarray]], list[str]]
+from udifftext.judge import Reader
 
 
 def draw_text_crop(text: str, font: str | Path, height: int = 44, margin: int = 10) -> np.ndarray:

@@ -13,10 +13,13 @@ a rotated or perspective region is rectified by a perspective warp before readin
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+
+Reader = Callable[[list[np.ndarray]], list[str]]  # crops -> texts: a judge's `read`, or any reader compared beside it
 
 
 class Judge(Protocol):

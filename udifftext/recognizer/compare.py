@@ -6,19 +6,18 @@ over 94 case-sensitive characters); reading the same crops with the independent 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from udifftext.config import EncoderStageConfig
+from udifftext.judge import Reader
 from udifftext.text.metrics import char_accuracy, word_accuracy
 
 if TYPE_CHECKING:
     from udifftext.data.synth import WordCropDataset
 
-Reader = Callable[[list[np.ndarray]], list[str]]
 LENGTH_BUCKET = 4  # characters per text-length group by default: 1-4, 5-8, 9-12
 TRAIN_PROBE_START = 5_000_000  # first index of the training-split crops read by `training_crops`
 MAX_FONT_ROWS = 10  # one row per font for the held-out split's five; the training split's hundreds get none
