@@ -229,7 +229,8 @@ class StubPipeline:
             word = Image.new("RGB", (right - left + 4, bottom - top + 4), (240, 240, 240))
             ImageDraw.Draw(word).text((2 - left, 2 - top), texts[0], font=font, fill=(10, 10, 10))
             out.paste(word.resize((box[2] - box[0], box[3] - box[1]), Image.BICUBIC), box[:2])
-        return SimpleNamespace(image=out)
+        choices = {"noise_selection": {"enabled": cfg.noise_selection.enabled}, "read_selection": {"enabled": False}}
+        return SimpleNamespace(image=out, record={"regions": [{**choices, "refinement": None, "timings": {}}]})
 
 
 def test_sampling_mode_runs_every_variant_on_the_same_cases(tmp_path, monkeypatch):
@@ -256,6 +257,12 @@ def test_sampling_mode_runs_every_variant_on_the_same_cases(tmp_path, monkeypatc
         assert results["no_noise_selection", protocol]["seq_acc"] == 0.0
     assert metrics["mode"] == "sampling" and metrics["config"]["variants"][0]["name"] == "no_noise_selection"
     assert (tmp_path / "report/grid_no_noise_selection.png").is_file()
+    rows = [json.loads(line) for line in (tmp_path / "report/cases.jsonl").read_text().splitlines()]
+    chosen = {r["variant"]: r.get("sampler") for r in rows}  # what the sampler chose, per case, kept in the report
+    assert chosen["originals"] is None
+    assert chosen["udifftext"]["noise_selection"] == {"enabled": True}
+    assert chosen["no_noise_selection"]["noise_selection"] == {"enabled": False}
+    assert set(chosen["udifftext"]) == {"noise_selection", "read_selection", "refinement"}  # no timings
 
 
 def test_a_missing_variant_model_fails_before_sampling(tmp_path, monkeypatch):
@@ -281,6 +288,7 @@ def test_sampling_mode_with_a_tiny_random_pipeline(tmp_path):
     assert metrics["results"][0]["fid"] is None  # FID needs two images per set: reported as missing, not faked
     rows = [json.loads(line) for line in (tmp_path / "report/cases.jsonl").read_text().splitlines()]
     assert len(rows) == 3 and all(isinstance(r["judged"], str) for r in rows)
+    assert rows[1]["sampler"]["noise_selection"]["enabled"] and not rows[2]["sampler"]["noise_selection"]["enabled"]
 
 
 def test_sampling_mode_on_the_cases_a_config_names(fixture_dir, tmp_path, monkeypatch):

@@ -233,18 +233,26 @@ def build_variants(cfg: EvalConfig) -> list[Variant]:
     return variants
 
 
-def sample_cases(pipeline: Any, cases: list[Case], sample_cfg: SampleConfig, desc: str) -> list[np.ndarray]:
-    """Generate every case with `pipeline(image, [mask region], [text], cfg)`; returns (H, W, 3) uint8 images."""
+SAMPLER_CHOICES = ("noise_selection", "read_selection", "refinement")  # per-region record keys a report keeps
+
+
+def sample_cases(
+    pipeline: Any, cases: list[Case], sample_cfg: SampleConfig, desc: str
+) -> tuple[list[np.ndarray], list[dict]]:
+    """Generate every case with `pipeline(image, [mask region], [text], cfg)`: (H, W, 3) uint8 images, and per
+    case what the sampler chose (noise and read selection, refinement) so a report can say why a case read as it did."""
     from tqdm import tqdm
 
     from udifftext.sampling.regions import Region
 
-    outputs = []
+    outputs, choices = [], []
     for case in tqdm(cases, desc=desc, unit="case"):
         mask = Image.fromarray(case.mask.astype(np.uint8) * 255)
         result = pipeline(Image.fromarray(case.image), [Region("mask", mask)], [case.text], sample_cfg)
         outputs.append(np.asarray(result.image.convert("RGB")))
-    return outputs
+        (region,) = result.record["regions"]
+        choices.append({key: region[key] for key in SAMPLER_CHOICES})
+    return outputs, choices
 
 
 # --------------------------------------------------------------------------- scoring
@@ -300,12 +308,17 @@ class Scorer:
                 meter.add_images([c.image if kind == "full" else crop_quad(c.image, c.quad) for c in chosen], real=True)
                 self.fid[protocol, kind] = meter
 
-    def score(self, variant: str, generated: list[np.ndarray]) -> tuple[list[dict], list[dict]]:
-        """Per-case rows and per-protocol summaries of one variant's generated images."""
+    def score(
+        self, variant: str, generated: list[np.ndarray], choices: list[dict] | None = None
+    ) -> tuple[list[dict], list[dict]]:
+        """Per-case rows and per-protocol summaries of one variant's generated images; `choices` (one dict per
+        case, from `sample_cases`) is copied into each row as "sampler"."""
         from tqdm import tqdm
 
         if len(generated) != len(self.cases):
             raise ValueError(f"generated must hold one image per case ({len(self.cases)}), got {len(generated)}")
+        if choices is not None and len(choices) != len(self.cases):
+            raise ValueError(f"choices must hold one record per case ({len(self.cases)}), got {len(choices)}")
         crops = [crop_quad(image, case.quad) for image, case in zip(generated, self.cases, strict=True)]
         rows = []
         for i, case in enumerate(tqdm(self.cases, desc=f"judge {variant}", unit="case")):
@@ -318,6 +331,8 @@ class Scorer:
                 row[f"{prefix}correct"] = text.lower() == case.text.lower()
                 row[f"{prefix}correct_cs"] = text == case.text
                 row[f"{prefix}ned"] = normalized_edit_distance(text, case.text)
+            if choices is not None:
+                row["sampler"] = choices[i]
             if self.lpips is not None:
                 pair = _batch([generated[i], case.image]).float() / 127.5 - 1.0  # (2, 3, H, W) in [-1, 1]
                 row["lpips"] = float(self._lpips(pair[:1], pair[1:]))
@@ -501,7 +516,9 @@ def evaluate(
         if len(set(names)) != len(names):
             raise ValueError(f"--pred folders name the table rows, so their names must differ, got {names}")
         cases = read_manifest(manifest)
-        runs = [(Path(folder).name, lambda folder=folder: read_predictions(folder, cases)) for folder in predictions]
+        runs = [
+            (Path(folder).name, lambda folder=folder: (read_predictions(folder, cases), None)) for folder in predictions
+        ]
         mode = "predictions"
     else:
         variants = build_variants(cfg)
@@ -510,7 +527,7 @@ def evaluate(
         cases = config_cases(cfg)
         loaded: dict[str, Any] = {}  # one pipeline in memory at a time; variants sharing a folder reuse it
 
-        def sample_variant(variant: Variant) -> list[np.ndarray]:
+        def sample_variant(variant: Variant) -> tuple[list[np.ndarray], list[dict]]:
             if variant.model not in loaded:
                 loaded.clear()
                 loaded[variant.model] = load_pipeline(variant.model, device)
@@ -518,13 +535,13 @@ def evaluate(
 
         runs = [(v.name, lambda v=v: sample_variant(v)) for v in variants]
         if cfg.score_originals:  # reconstruction: the best any model can score; editing: the unchanged image
-            runs.insert(0, (ORIGINALS, lambda: [case.image for case in cases]))
+            runs.insert(0, (ORIGINALS, lambda: ([case.image for case in cases], None)))
         mode = "sampling"
     scorer = Scorer(cases, judge, second, fid_features, lpips_model, device)
     all_rows, summaries, grids = [], [], {}
     for name, generate in runs:
-        generated = generate()
-        rows, summary = scorer.score(name, generated)
+        generated, choices = generate()
+        rows, summary = scorer.score(name, generated, choices)
         all_rows += rows
         summaries += summary
         grids[name] = case_grid(cases, generated, rows, cfg.grid_cases)
