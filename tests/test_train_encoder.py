@@ -137,3 +137,18 @@ def test_a_ctc_recognizer_run_learns_and_exports_its_decoder(tmp_path):
     rec_cfg = load_config(RecognizerConfig, export.with_suffix(".yaml"), [f"weights={export}"])
     assert rec_cfg.decoder == "ctc"
     assert load_recognizer(rec_cfg).eval()(torch.rand(2, 1, 16, 64)).shape == (2, 16, 95)  # every column token
+
+
+def test_bf16_mixed_precision_trains_on_the_cpu_and_exports_float32(tmp_path):
+    """train.precision=bf16-mixed (autocast on CPUs with bf16 instructions): the loss still falls and the exported
+    weights stay float32, so they load anywhere as the default precision's do."""
+    from safetensors.torch import load_file
+
+    torch.manual_seed(0)
+    out = tmp_path / "bf16"
+    metrics = _run("recognizer_tiny.yaml", out, "train.precision=bf16-mixed")
+    losses = _losses(out)
+    assert len(losses) == 20 and sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.2
+    assert metrics["global_step"] == 20
+    weights = load_file(out / "export" / "recognizer.safetensors")
+    assert {t.dtype for t in weights.values()} == {torch.float32}
