@@ -58,13 +58,13 @@ def test_the_default_loads_strictly_and_writes_the_bundled_example():
 
 
 def test_the_token_only_candidate_loads_strictly_and_writes_from_the_text():
-    """checkpoints/candidates/rect_tokens_ocr_21000: the paper's conditioning and losses (no glyph; docs/results.md:
-    held-out SeqAcc 0.54 / 0.64 at 32 x 128). What it paints in the box depends on the text it is given."""
+    """checkpoints/candidates/rect_tokens_ocr_23000: the paper's conditioning and losses (no glyph; docs/results.md:
+    held-out SeqAcc 0.54 / 0.70 at 32 x 128). What it paints in the box depends on the text it is given."""
     from udifftext.config import SampleConfig, load_config
     from udifftext.pipeline import UDiffTextPipeline
     from udifftext.sampling.runner import entry_region, manifest_entries
 
-    pipe = UDiffTextPipeline.from_pretrained(ROOT / "checkpoints/candidates/rect_tokens_ocr_21000")  # strict
+    pipe = UDiffTextPipeline.from_pretrained(ROOT / "checkpoints/candidates/rect_tokens_ocr_23000")  # strict
     assert pipe.cfg.unet.glyph_drop_prob == 1.0  # trained without the glyph channel
     settings = ["resolution=32", "glyph_margin=0", "steps=8", "noise_selection.enabled=false"]
     where, entry = next(iter(manifest_entries(EXAMPLES / "cases.jsonl")))
