@@ -31,10 +31,10 @@ def test_the_default_loads_strictly_and_writes_the_bundled_example():
     """The judge reads "COFFEE" within NED 1/3 and "open" within NED 1/2; random weights read neither.
 
     The issue asks for exact reads of both. Over seeds 0-7 the default (64 x 256 crops, glyph margin 0.15) writes
-    "COFFEE" exactly at seven seeds ("COFPEE" at seed 4) and "open" exactly at six ("QPRP" at seed 2, "Qpen" at
-    seed 6); at seed 0, the one tested, both read exactly. The bar is met at seven of the eight seeds (not at
-    seed 2), so seed 0 is not a lucky pick; the previous default (checkpoints/candidates/rect_ink_1500) met it at all
-    eight and read 13 of the 16 exactly, as this one does. Three random initialisations of the same model read
+    "COFFEE" exactly at six seeds ("COFEEE" at seed 0, "COFFBE" at seed 6) and "open" exactly at all eight; at seed 0,
+    the one tested, "open" reads exactly and "COFFEE" one letter off. The bar is met at all eight seeds, so seed 0
+    is not a lucky pick; the previous default (checkpoints/candidates/rect_ink_ocr_1500) met it at seven of the eight
+    and read 13 of the 16 exactly, this one 14. Three random initialisations of the same model read
     "国司" / "871318", "证" / "0105676", "欧#商务" / "848377" (NED 1 each, sampled before the margin;
     docs/results.md). The sampling settings were chosen on held-out cases and training boxes, not this example.
     """
