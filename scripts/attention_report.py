@@ -30,7 +30,7 @@ def main(args) -> None:
     from udifftext.lit.attention_report import markdown, report_for_config
 
     set_threads(args.threads)
-    cfg = load_or_exit(UNetStageConfig, args.config, args.overrides)
+    cfg = load_or_exit(UNetStageConfig, args.config, args.overrides, print_config=args.print_config)
     rows = report_for_config(cfg, args.samples, args.timestep, args.seed)
     print(f"{cfg.init_from or 'random weights'}, {args.samples} samples, t={args.timestep}")
     print(markdown(rows))

@@ -60,7 +60,7 @@ def settings(cfg: SampleConfig) -> dict[str, SampleConfig]:
 
 
 def main(args: argparse.Namespace) -> int:
-    cfg = load_or_exit(SampleConfig, args.config, args.overrides)
+    cfg = load_or_exit(SampleConfig, args.config, args.overrides, print_config=args.print_config)
     import torch
 
     from udifftext.config import UNetStageConfig

@@ -33,7 +33,7 @@ def main(args) -> None:
     from udifftext.glyph_fonts import glyph_font_legibility, markdown
     from udifftext.judge import OcrJudge
 
-    cfg = load_or_exit(EvalConfig, args.config, args.overrides)
+    cfg = load_or_exit(EvalConfig, args.config, args.overrides, print_config=args.print_config)
     missing = [f for f in args.fonts if not resolve_data_path(f).is_file()]
     if missing:
         raise SystemExit(f"error: font files not found: {missing}")

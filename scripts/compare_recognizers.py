@@ -44,7 +44,7 @@ def main(args) -> None:
     from udifftext.recognizer.vitstr import load_recognizer
 
     set_threads(args.threads)
-    cfg = load_or_exit(EncoderStageConfig, args.config, args.overrides)
+    cfg = load_or_exit(EncoderStageConfig, args.config, args.overrides, print_config=args.print_config)
     if not cfg.recognizer.weights:
         sys.exit("error: set recognizer.weights=PATH (our exported recognizer .safetensors) to compare it")
     ours = RecognizerJudge(

@@ -49,7 +49,9 @@ def check_output(out: Path, inputs: list[str], overwrite: bool) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    cfg = load_or_exit(UNetStageConfig, args.config or str(DEFAULT_CONFIG), args.overrides)
+    cfg = load_or_exit(
+        UNetStageConfig, args.config or str(DEFAULT_CONFIG), args.overrides, print_config=args.print_config
+    )
     from udifftext.checkpoint import MODEL_CONFIG, PART_FILES, save_pipeline_folder
     from udifftext.convert.build import convert_sd2, convert_upstream
     from udifftext.io import MissingWeightsError

@@ -30,7 +30,7 @@ def parse_args(argv: list[str] | None = None):
 
 
 def main(args) -> int:
-    cfg = load_or_exit(SampleConfig, args.config or str(DEFAULT_CONFIG), args.overrides)
+    cfg = load_or_exit(SampleConfig, args.config or str(DEFAULT_CONFIG), args.overrides, print_config=args.print_config)
     cfg.model = args.model or cfg.model
     try:
         import gradio  # noqa: F401

@@ -40,7 +40,7 @@ def parse_args(argv: list[str] | None = None):
 def main(args) -> None:
     flags = {"inception_weights": args.inception_weights, "lpips_weights": args.lpips_weights, "out_dir": args.out}
     overrides = list(args.overrides) + [f"{k}={v}" for k, v in flags.items() if v is not None]
-    cfg = load_or_exit(EvalConfig, args.config, overrides)
+    cfg = load_or_exit(EvalConfig, args.config, overrides, print_config=args.print_config)
 
     from udifftext.evaluation import config_cases, evaluate, markdown_table, write_manifest
     from udifftext.io import MissingWeightsError

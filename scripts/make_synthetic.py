@@ -48,7 +48,7 @@ def _write(job: tuple[int, str]) -> int:
 
 
 def main(args) -> None:
-    cfg = load_or_exit(DataConfig, args.config, args.overrides)
+    cfg = load_or_exit(DataConfig, args.config, args.overrides, print_config=args.print_config)
     if cfg.source != "synthetic":
         sys.exit(f"error: make_synthetic.py renders data.source=synthetic, got '{cfg.source}'")
     out = Path(args.out)

@@ -73,7 +73,7 @@ def plan(args: argparse.Namespace):
 
 
 def main(args: argparse.Namespace) -> int:
-    cfg = load_or_exit(SampleConfig, args.config or str(DEFAULT_CONFIG), args.overrides)
+    cfg = load_or_exit(SampleConfig, args.config or str(DEFAULT_CONFIG), args.overrides, print_config=args.print_config)
     cfg.model = args.model or cfg.model
     from udifftext.io import MissingWeightsError
 

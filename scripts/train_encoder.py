@@ -21,7 +21,7 @@ def parse_args(argv: list[str] | None = None):
 
 
 def main(args) -> None:
-    cfg = load_or_exit(EncoderStageConfig, args.config, args.overrides)
+    cfg = load_or_exit(EncoderStageConfig, args.config, args.overrides, print_config=args.print_config)
     from udifftext.lit.encoder_module import run_encoder_stage
 
     metrics = run_training(run_encoder_stage, cfg, args)

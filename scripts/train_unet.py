@@ -21,7 +21,7 @@ def parse_args(argv: list[str] | None = None):
 
 
 def main(args) -> None:
-    cfg = load_or_exit(UNetStageConfig, args.config, args.overrides)
+    cfg = load_or_exit(UNetStageConfig, args.config, args.overrides, print_config=args.print_config)
     from udifftext.lit.unet_module import run_unet_stage
 
     summary = run_training(run_unet_stage, cfg, args)

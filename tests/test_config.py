@@ -9,6 +9,7 @@ from udifftext.config import (
     DataConfig,
     EncoderStageConfig,
     EvalConfig,
+    OptimConfig,
     SampleConfig,
     UNetStageConfig,
     load_config,
@@ -72,6 +73,57 @@ def test_malformed_override_and_missing_file():
         load_config(SampleConfig, None, ["steps"])
     with pytest.raises(ConfigError, match="not found"):
         load_config(SampleConfig, "no/such/file.yaml")
+
+
+def test_base_file_applies_first_then_the_file_then_overrides(tmp_path):
+    (tmp_path / "parent").mkdir()
+    (tmp_path / "parent/root.yaml").write_text("optim: {lr: 0.1, warmup_steps: 7}\ntrain: {max_steps: 11}\n")
+    (tmp_path / "parent/middle.yaml").write_text("_base_: root.yaml\noptim: {lr: 0.2}\ntrain: {seed: 5}\n")
+    (tmp_path / "child.yaml").write_text("_base_: parent/middle.yaml\ntrain: {max_steps: 13}\n")
+    cfg = load_config(UNetStageConfig, tmp_path / "child.yaml", ["train.seed=9"])
+    assert cfg.optim.lr == 0.2  # middle over root
+    assert cfg.optim.warmup_steps == 7  # root, untouched by the others
+    assert cfg.train.max_steps == 13  # child over root
+    assert cfg.train.seed == 9  # override over middle
+    assert cfg.optim.weight_decay == OptimConfig().weight_decay  # schema default
+
+
+def test_inherited_stage_config_resolves_to_its_parent_plus_its_changes():
+    parent = load_config(UNetStageConfig, ROOT / "configs/unet/small_rect_ink.yaml")
+    child = load_config(UNetStageConfig, ROOT / "configs/unet/small_rect_ink_ocr.yaml")
+    assert child.unet == parent.unet and child.diffusion == parent.diffusion and child.data == parent.data
+    assert (parent.loss.ocr_enabled, child.loss.ocr_enabled, child.loss.lambda_ocr) == (False, True, 0.005)
+    assert child.recognizer.decoder == "ctc" and child.recognizer.depth == parent.recognizer.depth == 6
+
+
+def test_base_errors_name_the_files(tmp_path):
+    (tmp_path / "orphan.yaml").write_text("_base_: missing.yaml\n")
+    with pytest.raises(ConfigError, match=r"not found: .*missing\.yaml \(the _base_ of .*orphan\.yaml\)"):
+        load_config(UNetStageConfig, tmp_path / "orphan.yaml")
+    (tmp_path / "a.yaml").write_text("_base_: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("_base_: a.yaml\n")
+    with pytest.raises(ConfigError, match=r"cycle: .*a\.yaml -> .*b\.yaml -> .*a\.yaml"):
+        load_config(UNetStageConfig, tmp_path / "a.yaml")
+    (tmp_path / "listed.yaml").write_text("_base_: [a.yaml]\n")
+    with pytest.raises(ConfigError, match="_base_ in .*listed.yaml must be a path"):
+        load_config(UNetStageConfig, tmp_path / "listed.yaml")
+    (tmp_path / "typo_base.yaml").write_text("train: {batch_sise: 4}\n")
+    (tmp_path / "typo_child.yaml").write_text("_base_: typo_base.yaml\n")
+    with pytest.raises(ConfigError, match=r"train\.batch_sise.*typo_base\.yaml"):
+        load_config(UNetStageConfig, tmp_path / "typo_child.yaml")
+    with pytest.raises(ConfigError, match="_base_"):
+        load_config(UNetStageConfig, None, ["_base_=x.yaml"])  # not an override: only YAML files inherit
+
+
+def test_print_config_prints_what_loads_and_exits_0(tmp_path):
+    script = ROOT / "scripts/train_unet.py"
+    args = ["--config", str(ROOT / "configs/unet/small_rect_ink_ocr.yaml"), "--print-config", "optim.lr=0.003"]
+    out = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    printed = tmp_path / "printed.yaml"
+    printed.write_text(out.stdout)
+    expected = load_config(UNetStageConfig, ROOT / "configs/unet/small_rect_ink_ocr.yaml", ["optim.lr=0.003"])
+    assert load_config(UNetStageConfig, printed) == expected
 
 
 def test_saved_config_reloads_identically(tmp_path):

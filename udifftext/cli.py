@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from udifftext.config import ConfigError, load_config
+from udifftext.config import ConfigError, config_to_yaml, load_config
 
 T = TypeVar("T")
 
@@ -16,6 +16,11 @@ def config_parser(doc: str | None, config_required: bool = True) -> argparse.Arg
     """An ArgumentParser with `--config` and trailing dotted overrides, usage taken from `doc`."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=config_required, help="YAML config file")
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config (schema defaults, the YAML file after its _base_ files, overrides) and exit",
+    )
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=1e-4 train.seed=1")
     return parser
 
@@ -33,13 +38,18 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def load_or_exit(schema: type[T], path: str | None, overrides: list[str]) -> T:
-    """Load a config; on a schema error print one line and exit with status 2."""
+def load_or_exit(schema: type[T], path: str | None, overrides: list[str], print_config: bool = False) -> T:
+    """Load a config; on a schema error print one line and exit with status 2. With `print_config`
+    (`--print-config`), print the resolved config as YAML and exit with status 0."""
     try:
-        return load_config(schema, path, overrides)
+        cfg = load_config(schema, path, overrides)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    if print_config:
+        print(config_to_yaml(cfg), end="")
+        sys.exit(0)
+    return cfg
 
 
 def training_parser(doc: str | None) -> argparse.ArgumentParser:

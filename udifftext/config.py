@@ -1,8 +1,10 @@
 """Typed experiment configs: one dataclass per component, grouped per stage.
 
 A stage config is built from its dataclass schema (the defaults), then the YAML file, then dotted
-command-line overrides (``optim.lr=1e-4``), in that order. Unknown keys and values of the wrong type
-are errors that name the key and list the valid ones, so a typo fails at load time, not hours into a run.
+command-line overrides (``optim.lr=1e-4``), in that order. A YAML file may name another as its ``_base_``
+(a path relative to the file): the base is applied first, so a stage that continues another lists only what it
+changes. Unknown keys and values of the wrong type are errors that name the key, the file and the valid keys, so a
+typo fails at load time, not hours into a run.
 
 This module imports only the standard library and omegaconf: scripts load configs before torch.
 """
@@ -23,6 +25,7 @@ DEFAULT_ALPHABET = string.printable[:-6]
 GLYPH_FONT = "data/fonts/dejavu/DejaVuSans.ttf"
 
 T = TypeVar("T")
+BASE_KEY = "_base_"  # a YAML config's parent file, relative to it (`config_chain`)
 
 
 class ConfigError(ValueError):
@@ -376,14 +379,35 @@ def _merge(base, other, schema: type, source: str):
         raise ConfigError(f"bad value for config key '{err.full_key}' in {source}: {err.msg}") from None
 
 
+def config_chain(path: str | Path) -> list[tuple[Path, Any]]:
+    """The YAML file at `path` and the files it inherits from through `_base_`, base-most first, each as
+    (path, its keys without `_base_`)."""
+    chain: list[tuple[Path, Any]] = []
+    path, child = Path(path), None
+    while True:
+        if not path.is_file():
+            named_by = f" (the {BASE_KEY} of {child})" if child else ""
+            raise ConfigError(f"config file not found: {path}{named_by}")
+        if any(path.resolve() == seen.resolve() for seen, _ in chain):
+            cycle = " -> ".join(str(p) for p, _ in reversed(chain))
+            raise ConfigError(f"config files inherit in a cycle: {cycle} -> {path}")
+        node = OmegaConf.load(path)
+        base = node.pop(BASE_KEY, None) if OmegaConf.is_dict(node) else None
+        chain.insert(0, (path, node))
+        if base is None:
+            return chain
+        if not isinstance(base, str) or not base:
+            raise ConfigError(f"{BASE_KEY} in {path} must be a path to another YAML config, got {base!r}")
+        path, child = path.parent / base, path
+
+
 def load_config(schema: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
-    """Build a `schema` instance from its defaults, a YAML file and dotted `key=value` overrides."""
+    """Build a `schema` instance from its defaults, a YAML file (after the files it inherits from) and dotted
+    `key=value` overrides."""
     cfg = OmegaConf.structured(schema)
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        cfg = _merge(cfg, OmegaConf.load(path), schema, str(path))
+        for source, node in config_chain(path):
+            cfg = _merge(cfg, node, schema, str(source))
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"override must look like key=value, got '{item}'")
