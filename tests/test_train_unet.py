@@ -149,13 +149,15 @@ def test_local_loss_is_logged_and_skips_dropped_samples(tmp_path):
     torch.testing.assert_close(terms["loss"], terms["loss/dsm"] + 0.01 * terms["loss/local"])
 
 
-@pytest.mark.parametrize("ink_prob", [0.0, 1.0])
-def test_glyph_ink_prob_feeds_the_targets_own_ink(tmp_path, ink_prob):
-    """glyph_ink_prob=1 trains on the union of the character masks, 0 on the plain-font render in the box."""
+@pytest.mark.parametrize("ink_prob, margin", [(0.0, 0.0), (1.0, 0.0), (0.0, 0.2)])
+def test_glyph_ink_prob_feeds_the_targets_own_ink(tmp_path, ink_prob, margin):
+    """glyph_ink_prob=1 trains on the union of the character masks, 0 on the plain-font render in the box, drawn
+    with the blank border of unet.glyph_margin as the sampler draws it with sample.glyph_margin."""
     from udifftext.lit.unet_module import LitUDiffText
     from udifftext.pipeline import glyph_canvas
 
-    cfg = tiny(tmp_path, "unet.glyph_channel=true", "unet.in_channels=8", f"unet.glyph_ink_prob={ink_prob}")
+    overrides = ["unet.glyph_channel=true", "unet.in_channels=8", f"unet.glyph_ink_prob={ink_prob}"]
+    cfg = tiny(tmp_path, *overrides, f"unet.glyph_margin={margin}")
     module = LitUDiffText(cfg)
     batch = next(iter(torch.utils.data.DataLoader(_dataset(cfg), 2, collate_fn=_collate())))
     seen = []
@@ -163,13 +165,12 @@ def test_glyph_ink_prob_feeds_the_targets_own_ink(tmp_path, ink_prob):
     module.unet.forward = lambda *args: seen.append(args[5]) or forward(*args)
     module.losses(batch, torch.Generator().manual_seed(0))
     ink = batch["char_seg"].amax(dim=1, keepdim=True)  # (B, 1, R, R)
-    render = torch.stack(
-        [
-            torch.from_numpy(glyph_canvas(t, m[0].numpy() > 0.5))
-            for t, m in zip(batch["text"], batch["mask"], strict=True)
-        ]
-    )
+    masks = [m[0].numpy() > 0.5 for m in batch["mask"]]
+    pairs = list(zip(batch["text"], masks, strict=True))
+    render = torch.stack([torch.from_numpy(glyph_canvas(t, m, "text", margin)) for t, m in pairs])
+    unpadded = torch.stack([torch.from_numpy(glyph_canvas(t, m)) for t, m in pairs])
     assert ink.sum() > 0 and not torch.equal(ink, render[:, None])
+    assert torch.equal(render, unpadded) == (margin == 0)
     torch.testing.assert_close(seen[0], ink if ink_prob else render[:, None])
 
 

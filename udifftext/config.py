@@ -186,6 +186,7 @@ class UNetConfig:
     glyph_content: str = "text"  # text | position: a ramp along the word, where but not which letter
     glyph_ink_prob: float = 0.0  # losses only (never sampling): share of glyphs that are the target's own ink
     glyph_drop_prob: float = 0.0  # losses only: share of samples with an empty glyph (1: a token-only twin)
+    glyph_margin: float = 0.0  # training/validation renders: blank border x the region's height (sample.glyph_margin)
     mask_padding: bool = False  # the char cross-attention reads only the word's characters, never the padding
     base_weights: str = ""  # diffusers folder or 512-inpainting-ema.ckpt; "" = random initialisation
     mode: str = "udifftext"  # udifftext: new char cross-attention | base: text-free inpainting

@@ -180,12 +180,18 @@ class LitUDiffText(pl.LightningModule):
         return cond
 
     def _glyphs(self, batch: dict) -> torch.Tensor:
-        """The text (or position ramp) drawn into its mask's box, as the sampler draws it (`pipeline.glyph_canvas`)."""
+        """The text (or position ramp) drawn into its mask's box, as the sampler draws it (`pipeline.glyph_canvas`).
+
+        `unet.glyph_margin` leaves the blank border the sampler leaves with `sample.glyph_margin`, so that renders
+        in training lie on the word the way they do in sampling.
+        """
         from udifftext.pipeline import glyph_canvas
 
         masks = batch["mask"][:, 0].cpu().numpy() > 0.5  # (B, R, R)
-        content = self.cfg.unet.glyph_content
-        glyphs = [glyph_canvas(t, m, content) for t, m in zip(batch["text"], masks, strict=True)]
+        unet = self.cfg.unet
+        glyphs = [
+            glyph_canvas(t, m, unet.glyph_content, unet.glyph_margin) for t, m in zip(batch["text"], masks, strict=True)
+        ]
         return torch.from_numpy(np.stack(glyphs))[:, None].to(self.device)  # (B, 1, R, R)
 
     def _ink_glyphs(self, batch: dict, glyph: torch.Tensor, use: torch.Tensor) -> torch.Tensor:
