@@ -30,8 +30,9 @@ def parse_args(argv: list[str] | None = None):
 
 
 def main(args) -> int:
-    cfg = load_or_exit(SampleConfig, args.config or str(DEFAULT_CONFIG), args.overrides, print_config=args.print_config)
-    cfg.model = args.model or cfg.model
+    config = args.config or str(DEFAULT_CONFIG)
+    flags = {"model": args.model or None}
+    cfg = load_or_exit(SampleConfig, config, args.overrides, print_config=args.print_config, flags=flags)
     try:
         import gradio  # noqa: F401
     except ImportError:

@@ -73,8 +73,9 @@ def plan(args: argparse.Namespace):
 
 
 def main(args: argparse.Namespace) -> int:
-    cfg = load_or_exit(SampleConfig, args.config or str(DEFAULT_CONFIG), args.overrides, print_config=args.print_config)
-    cfg.model = args.model or cfg.model
+    config = args.config or str(DEFAULT_CONFIG)
+    flags = {"model": args.model or None}
+    cfg = load_or_exit(SampleConfig, config, args.overrides, print_config=args.print_config, flags=flags)
     from udifftext.io import MissingWeightsError
 
     try:

@@ -126,6 +126,19 @@ def test_print_config_prints_what_loads_and_exits_0(tmp_path):
     assert load_config(UNetStageConfig, printed) == expected
 
 
+def test_print_config_of_sample_shows_the_model_flag(tmp_path):
+    """`--model` is part of what sample.py resolves, so --print-config shows it (a later override does not undo it)."""
+    args = ["--model", "runs/some_pipeline", "--print-config", "model=checkpoints/other", "steps=7"]
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/sample.py"), *args], capture_output=True, text=True, cwd=ROOT
+    )
+    assert out.returncode == 0, out.stderr
+    printed = tmp_path / "printed.yaml"
+    printed.write_text(out.stdout)
+    cfg = load_config(SampleConfig, printed)
+    assert (cfg.model, cfg.steps) == ("runs/some_pipeline", 7)
+
+
 def test_saved_config_reloads_identically(tmp_path):
     cfg = load_config(UNetStageConfig, ROOT / "configs/unet/tiny.yaml", ["loss.lambda_local=0.5"])
     path = save_config(cfg, tmp_path / "run")

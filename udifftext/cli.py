@@ -38,14 +38,20 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def load_or_exit(schema: type[T], path: str | None, overrides: list[str], print_config: bool = False) -> T:
-    """Load a config; on a schema error print one line and exit with status 2. With `print_config`
-    (`--print-config`), print the resolved config as YAML and exit with status 0."""
+def load_or_exit(
+    schema: type[T], path: str | None, overrides: list[str], print_config: bool = False, flags: dict | None = None
+) -> T:
+    """Load a config; on a schema error print one line and exit with status 2. `flags` are fields set by the
+    script's own options (`--model`); those that are not None win over the file and the overrides. With
+    `print_config` (`--print-config`), print the resolved config as YAML and exit with status 0."""
     try:
         cfg = load_config(schema, path, overrides)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    for name, value in (flags or {}).items():
+        if value is not None:
+            setattr(cfg, name, value)
     if print_config:
         print(config_to_yaml(cfg), end="")
         sys.exit(0)
