@@ -193,6 +193,8 @@ def test_bad_files_and_config(pipe, scene, tmp_path):
         pipe.check_inputs(scene, [parse_box("1,1,5,5")], ["a"], replace(FAST, scheduler="heun"))
     with pytest.raises(ValueError, match="glyph_margin must be in"):  # before any work, glyph model or not
         pipe.check_inputs(scene, [parse_box("1,1,5,5")], ["a"], replace(FAST, glyph_margin=0.5))
+    with pytest.raises(ValueError, match="glyph_shape must be one of"):
+        pipe.check_inputs(scene, [parse_box("1,1,5,5")], ["a"], replace(FAST, glyph_shape="oval"))
     with pytest.raises(FileNotFoundError, match="glyph_font no_such_font.ttf does not exist"):
         pipe.check_inputs(scene, [parse_box("1,1,5,5")], ["a"], replace(FAST, glyph_font="no_such_font.ttf"))
     with pytest.raises(MissingWeightsError, match="does not exist"):
@@ -327,6 +329,47 @@ def test_glyph_canvas_follows_the_region_rotation(angle):
         ys, xs = np.nonzero(mask)
         box = glyph[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
         np.testing.assert_allclose(box, render_glyph("Hello world", *box.shape), atol=0.05)
+
+
+# A word box in perspective: 100 px long, 30 px high at its left end and 18 px at its right, tilted by 10 degrees.
+TRAPEZOID = np.array([[14, 40], [114, 58], [111, 75], [10, 70]], float)
+
+
+def test_region_corners_fit_the_quadrilateral_a_mask_was_drawn_from():
+    """ "quad" gives back the polygon's corners (pixel edges, within a pixel) in reading order, "rect" the mask's
+    minimum-area rectangle, and a mask that is no quadrilateral (an ellipse) its rectangle too."""
+    import cv2
+
+    from udifftext.data.render import fill_polygon
+    from udifftext.pipeline import region_corners
+
+    mask = fill_polygon(128, 128, TRAPEZOID)
+    np.testing.assert_allclose(region_corners(mask), TRAPEZOID, atol=1.25)  # cv2 fills right/bottom edges inclusive
+    rect = region_corners(mask, "rect")
+    assert np.abs(rect - TRAPEZOID).max() > 3  # the rectangle overhangs the narrow end
+    ellipse = np.zeros((128, 128), np.uint8)
+    cv2.ellipse(ellipse, (64, 64), (50, 15), 10, 0, 360, 1, -1)
+    np.testing.assert_allclose(region_corners(ellipse), region_corners(ellipse, "rect"))
+    with pytest.raises(ValueError, match="glyph shape"):
+        region_corners(mask, "oval")
+
+
+def test_quad_glyph_stays_inside_a_region_in_perspective():
+    """Warped into the rectangle, the glyph of a word in perspective overhangs the region's narrow end (the end
+    letters' ascenders and descenders are lost there); warped into the quadrilateral it stays inside and its
+    letters shrink towards the narrow end as the region does."""
+    from udifftext.data.render import fill_polygon
+    from udifftext.pipeline import glyph_canvas
+
+    mask = fill_polygon(128, 128, TRAPEZOID)
+    quad = glyph_canvas("Ilhdgpby", mask, margin=0.1)
+    rect = glyph_canvas("Ilhdgpby", mask, margin=0.1, shape="rect")
+    outside = lambda glyph: glyph[mask == 0].sum() / glyph.sum()  # noqa: E731
+    assert outside(rect) > 0.03 and outside(quad) < 0.005
+    cols = (quad > 0.5).any(axis=0).nonzero()[0]
+    first, last = cols[:10], cols[-10:]  # the ink's height in its first and last 10 columns
+    height = lambda columns: np.ptp((quad[:, columns] > 0.5).any(axis=1).nonzero()[0])  # noqa: E731
+    assert height(first) > 1.3 * height(last)
 
 
 def test_glyph_margin_leaves_a_blank_border():

@@ -164,6 +164,7 @@ class TrainConfig:
 
 
 GLYPH_CONTENTS = ("text", "position")  # UNetConfig.glyph_content
+GLYPH_SHAPES = ("quad", "rect")  # SampleConfig.glyph_shape: what the glyph is warped into
 
 
 @dataclass
@@ -318,6 +319,7 @@ class SampleConfig:
     resolution: int = 0  # side of the region crop the UNet works on; 0 = the model's training resolution
     glyph_margin: float = 0.0  # blank border around the glyph, x the region's height (training words have ~0.15)
     glyph_font: str = GLYPH_FONT  # font file the glyph is drawn in (a model trained on the target's ink takes any)
+    glyph_shape: str = "quad"  # quad: the glyph fills the region's quadrilateral, rect: its min-area rectangle
     attention_heatmaps: bool = True  # capture the middle step's attention for per-character heatmaps
     ablate: str = ""  # diagnostics: "text" samples with the null context, "glyph" with an empty glyph channel
     noise_selection: NoiseSelectionConfig = field(default_factory=NoiseSelectionConfig)

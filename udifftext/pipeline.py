@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 
 from udifftext.checkpoint import PipelineParts, load_pipeline_folder, save_pipeline_folder
-from udifftext.config import GLYPH_CONTENTS, GLYPH_FONT, SampleConfig, UNetStageConfig
+from udifftext.config import GLYPH_CONTENTS, GLYPH_FONT, GLYPH_SHAPES, SampleConfig, UNetStageConfig
 from udifftext.data.words import resolve_data_path
 from udifftext.io import require_path
 from udifftext.sampling.guidance import Conditioning, GuidedDenoiser
@@ -60,6 +60,8 @@ def check_sample_config(cfg: SampleConfig) -> None:
         raise ValueError(f"blend_width must be >= 0, got {cfg.blend_width}")
     if not 0 <= cfg.glyph_margin < 0.5:
         raise ValueError(f"glyph_margin must be in [0, 0.5) of the region's height, got {cfg.glyph_margin}")
+    if cfg.glyph_shape not in GLYPH_SHAPES:
+        raise ValueError(f"glyph_shape must be one of {GLYPH_SHAPES}, got '{cfg.glyph_shape}'")
     if not resolve_data_path(cfg.glyph_font).is_file():
         raise FileNotFoundError(
             f"glyph_font {cfg.glyph_font} does not exist: expected a font file (.ttf/.otf) to draw the glyph in; "
@@ -85,25 +87,20 @@ def check_sample_config(cfg: SampleConfig) -> None:
         check_refinement(cfg.refinement)
 
 
-def glyph_canvas(
-    text: str, mask: np.ndarray, content: str = "text", margin: float = 0.0, font: str = GLYPH_FONT
-) -> np.ndarray:
-    """The glyph channel for `text` in the region `mask` (h, w): zeros outside the mask's minimum-area rectangle.
+def region_corners(mask: np.ndarray, shape: str = "quad") -> np.ndarray:
+    """(4, 2) xy corners of the region `mask` (h, w), pixel edges: top-left, top-right, bottom-right, bottom-left.
 
-    `content` "text": the text rendered (`render_glyph`) into the rectangle; "position": a ramp along the
-    word, (i + 0.5) / width at column i of the rectangle, which says where along the word a pixel lies but
-    not which letter is there (`unet.glyph_content`). The rectangle follows the region's rotation, so a
-    tilted word gets a tilted glyph rather than one stretched over its axis-aligned bounds. Its baseline is
-    the side nearer to horizontal, pointing right: text is never read at more than 45 degrees here.
-    `margin` leaves that fraction of the rectangle's height blank on every side (`SampleConfig.glyph_margin`);
-    `font` is the font file the text is drawn in (`SampleConfig.glyph_font`).
+    "quad": the quadrilateral the mask was drawn from (a perspective-warped word box), fitted to its convex
+    outline; a mask that is no quadrilateral (no 4-vertex fit within 3 px) gets its minimum-area rectangle.
+    "rect": always the minimum-area rectangle. The glyph drawn into the rectangle of a quadrilateral region
+    overhangs it at the region's narrower end, where the first or last letter's ascender or descender lies
+    outside the mask and is not drawn. The baseline is the rectangle's side nearer to horizontal, pointing
+    right: text is never read at more than 45 degrees here.
     """
     import cv2
 
-    from udifftext.data.synth import pixel_warp, render_glyph
-
-    if content not in GLYPH_CONTENTS:
-        raise ValueError(f"glyph content must be one of {GLYPH_CONTENTS}, got '{content}'")
+    if shape not in GLYPH_SHAPES:
+        raise ValueError(f"glyph shape must be one of {GLYPH_SHAPES}, got '{shape}'")
     ys, xs = np.nonzero(mask)
     centres = np.stack([xs, ys], axis=1).astype(np.float32) + 0.5  # pixel centres, xy
     corners = cv2.boxPoints(cv2.minAreaRect(centres))  # (4, 2), consecutive corners
@@ -111,13 +108,66 @@ def glyph_canvas(
     along, across = sorted(edges, key=lambda e: abs(e[1]) - abs(e[0]))  # the flatter edge is the baseline
     along = along if along[0] >= 0 else -along
     across = across if across[1] >= 0 else -across
-    width, height = np.linalg.norm(along) + 1, np.linalg.norm(across) + 1  # centres -> pixel edges
-    unit_along = along / (width - 1) if width > 1 else np.array([1.0, 0.0])  # a one-pixel-wide mask: axis-aligned
-    unit_across = across / (height - 1) if height > 1 else np.array([0.0, 1.0])
-    top_left = corners.mean(axis=0) - unit_along * width / 2 - unit_across * height / 2
-    h, w = max(round(height), 1), max(round(width), 1)
+    unit_along, unit_across = _unit(along, [1.0, 0.0]), _unit(across, [0.0, 1.0])  # a one-pixel mask: axis-aligned
+    if shape == "quad":
+        corners = _fitted_quad(mask, corners)
+    by_across = corners[np.argsort(corners @ unit_across)]  # two top corners, then two bottom ones
+    top, bottom = (pair[np.argsort(pair @ unit_along)] for pair in (by_across[:2], by_across[2:]))
+    ordered = np.stack([top[0], top[1], bottom[1], bottom[0]])  # centres of the corner pixels
+    outward = np.array([-1, 1, 1, -1])[:, None] * unit_along + np.array([-1, -1, 1, 1])[:, None] * unit_across
+    return (ordered + 0.5 * outward).astype(np.float64)  # centres -> pixel edges
+
+
+def _unit(vector: np.ndarray, degenerate: list[float]) -> np.ndarray:
+    norm = np.linalg.norm(vector)
+    return vector / norm if norm > 0 else np.array(degenerate)
+
+
+def _fitted_quad(mask: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """The 4 vertices (xy, pixel centres) of a polygon fit to the mask's convex outline, or `fallback`."""
+    import cv2
+
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    hull = cv2.convexHull(np.concatenate(contours))
+    for tolerance in (0.75, 1.0, 1.5, 2.0, 3.0):  # px: a rasterised straight edge stays within one pixel
+        poly = cv2.approxPolyDP(hull, tolerance, True)
+        if len(poly) == 4:
+            return poly[:, 0].astype(np.float32) + 0.5
+        if len(poly) < 4:
+            break
+    return fallback
+
+
+def glyph_canvas(
+    text: str,
+    mask: np.ndarray,
+    content: str = "text",
+    margin: float = 0.0,
+    font: str = GLYPH_FONT,
+    shape: str = "quad",
+) -> np.ndarray:
+    """The glyph channel for `text` in the region `mask` (h, w): zeros outside the region's quadrilateral.
+
+    `content` "text": the text rendered (`render_glyph`) and warped into the region's quadrilateral
+    (`region_corners`, `shape` "quad") or minimum-area rectangle ("rect"); "position": a ramp along the word,
+    (i + 0.5) / width at column i, which says where along the word a pixel lies but not which letter is there
+    (`unet.glyph_content`). A tilted word gets a tilted glyph and a word in perspective a glyph in the same
+    perspective, as the training words lie in their boxes. `margin` leaves that fraction of the region's
+    height blank on every side (`SampleConfig.glyph_margin`); `font` is the font file the text is drawn in
+    (`SampleConfig.glyph_font`).
+    """
+    import cv2
+
+    from udifftext.data.synth import pixel_warp, render_glyph
+
+    if content not in GLYPH_CONTENTS:
+        raise ValueError(f"glyph content must be one of {GLYPH_CONTENTS}, got '{content}'")
     if not 0 <= margin < 0.5:
         raise ValueError(f"glyph margin must be in [0, 0.5) of the region's height, got {margin}")
+    corners = region_corners(mask, shape)  # (4, 2) pixel edges
+    top, right, bottom, left = (np.linalg.norm(corners[(i + 1) % 4] - corners[i]) for i in range(4))
+    width, height = (top + bottom) / 2, (left + right) / 2
+    h, w = max(round(height), 1), max(round(width), 1)
     pad = min(round(margin * h), (h - 1) // 2, (w - 1) // 2)
     inner_h, inner_w = h - 2 * pad, w - 2 * pad
     if content == "text":
@@ -125,11 +175,10 @@ def glyph_canvas(
     else:
         glyph = np.broadcast_to((np.arange(inner_w, dtype=np.float32) + 0.5) / inner_w, (inner_h, inner_w))
     glyph = np.pad(glyph, pad)  # (h, w)
-    scale_x, scale_y = width / glyph.shape[1], height / glyph.shape[0]
-    affine = np.eye(3)
-    affine[:2, 0], affine[:2, 1], affine[:2, 2] = unit_along * scale_x, unit_across * scale_y, top_left
+    source = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)  # the glyph's own pixel edges
+    homography = cv2.getPerspectiveTransform(source, corners.astype(np.float32))
     size = mask.shape[::-1]
-    return cv2.warpPerspective(glyph, pixel_warp(affine), size, flags=cv2.INTER_LINEAR).astype(np.float32)
+    return cv2.warpPerspective(glyph, pixel_warp(homography), size, flags=cv2.INTER_LINEAR).astype(np.float32)
 
 
 class UDiffTextPipeline:
@@ -417,7 +466,9 @@ class UDiffTextPipeline:
         glyph = None
         if self.cfg.unet.glyph_channel:
             canvas = (
-                glyph_canvas(text, crop_mask, self.cfg.unet.glyph_content, cfg.glyph_margin, cfg.glyph_font)
+                glyph_canvas(
+                    text, crop_mask, self.cfg.unet.glyph_content, cfg.glyph_margin, cfg.glyph_font, cfg.glyph_shape
+                )
                 if self.cfg.unet.samples_with_glyph
                 else np.zeros_like(crop_mask, np.float32)
             )
