@@ -126,6 +126,33 @@ def test_grow_depth_appends_identity_blocks_that_read_as_the_checkpoint_and_then
     assert grown.vit.blocks[3].mlp.fc2.weight.grad.abs().sum() > 0  # the new blocks learn from the first step
 
 
+def test_resample_positions_loads_a_narrower_checkpoint_into_wider_crops(tmp_path):
+    torch.manual_seed(0)
+    columns = dict(decoder="ctc", stem="conv", patch_size=16, patch_width=4)  # one row of column tokens
+    narrow = ViTSTR(_tiny(**columns))  # 16 x 64 crops: 16 columns
+    with torch.no_grad():
+        narrow.vit.pos_embed[0, 1:, 0] = torch.linspace(-1.0, 1.0, 16)  # a ramp along the row
+        narrow.vit.pos_embed[0, 1:, 1] = 0.5  # and a constant
+    path = save_state_dict(narrow.state_dict(), tmp_path / "narrow.safetensors")
+    wide_cfg = _tiny(**columns, img_width=128, weights=str(path))  # 32 columns
+    with pytest.raises(RuntimeError, match="size mismatch for vit.pos_embed"):
+        load_recognizer(wide_cfg)
+    wide = load_recognizer(dataclasses.replace(wide_cfg, resample_positions=True))
+    positions = wide.vit.pos_embed[0].detach()
+    assert positions.shape == (33, 32)
+    assert torch.equal(positions[0], narrow.vit.pos_embed[0, 0].detach())  # the CLS position is kept
+    assert torch.allclose(positions[1:, 1], torch.full((32,), 0.5), atol=1e-5)
+    ramp = positions[1:, 0]
+    assert (ramp.diff() > 0).all() and -1.05 < ramp[0] < -0.85 and 0.85 < ramp[-1] < 1.05
+    for key, value in narrow.state_dict().items():
+        if key != "vit.pos_embed":
+            assert torch.equal(wide.state_dict()[key], value), key
+    assert wide(torch.rand(2, 1, 16, 128)).shape == (2, 32, 95)
+    three_rows = _tiny(decoder="ctc", img_height=24, patch_size=8, patch_width=4, weights=str(path))
+    with pytest.raises(ValueError, match="16 patch positions, not 3 rows of columns"):
+        load_recognizer(dataclasses.replace(three_rows, resample_positions=True))
+
+
 def test_preprocess_crops_the_box_and_passes_gradients():
     torch.manual_seed(0)
     model = ViTSTR(TINY)

@@ -74,6 +74,9 @@ class RecognizerConfig:
     # true: `weights` may hold fewer blocks than `depth`; the missing ones are appended as identity blocks (zero
     # output projections), so the deeper model starts by reading exactly as the checkpoint did
     grow_depth: bool = False
+    # true: `weights` may come from a recognizer with another patch grid (e.g. img_width 128 -> 256, same patch
+    # height); its position embeddings are resampled along the grid, so wider crops start from its reading
+    resample_positions: bool = False
     weights: str = ""  # our exported safetensors or an upstream ViTSTR .pth; "" = random
 
 

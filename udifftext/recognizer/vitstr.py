@@ -253,10 +253,30 @@ def append_identity_blocks(state: Mapping[str, torch.Tensor], model: ViTSTR) -> 
     return state
 
 
+def resample_positions(state: Mapping[str, torch.Tensor], model: ViTSTR) -> dict[str, torch.Tensor]:
+    """A recognizer's weights for `model`'s patch grid: the position embeddings of the checkpoint's grid (the
+    same number of patch rows, any number of columns) are interpolated to `model`'s, the CLS position kept.
+
+    Every other weight (the conv stem, the blocks, the per-token head) does not depend on the grid, so a model
+    trained on 32 x 128 crops reads 32 x 256 ones at once, and training on the wider crops starts from there.
+    """
+    from timm.layers import resample_abs_pos_embed
+
+    state = dict(state)
+    key = "vit.pos_embed"
+    rows, columns = model.vit.patch_embed.grid_size
+    patches = state[key].shape[1] - 1  # CLS first
+    if patches % rows:
+        raise ValueError(f"recognizer weights hold {patches} patch positions, not {rows} rows of columns")
+    state[key] = resample_abs_pos_embed(state[key], [rows, columns], [rows, patches // rows], num_prefix_tokens=1)
+    return state
+
+
 def load_recognizer(cfg: RecognizerConfig) -> ViTSTR:
     """Build the recognizer and load `cfg.weights` strictly: our exported .safetensors, or an upstream
     ViTSTR .pth/.pt (mapped by `upstream_vitstr_state_dict`). "" = random initialisation. With
-    ``cfg.grow_depth`` a shallower checkpoint is extended by identity blocks (`append_identity_blocks`)."""
+    ``cfg.grow_depth`` a shallower checkpoint is extended by identity blocks (`append_identity_blocks`); with
+    ``cfg.resample_positions`` one of another crop width gets its position embeddings resampled."""
     model = ViTSTR(cfg)
     if cfg.weights:
         what = "ViTSTR recognizer weights (.safetensors from train_encoder.py, or an upstream ViTSTR .pth)"
@@ -270,5 +290,7 @@ def load_recognizer(cfg: RecognizerConfig) -> ViTSTR:
             state = upstream_vitstr_state_dict(state)
         if cfg.grow_depth:
             state = append_identity_blocks(state, model)
+        if cfg.resample_positions:
+            state = resample_positions(state, model)
         load_strict(model, widen_ctc_head(state, model), what=what)
     return model
