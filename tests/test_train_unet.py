@@ -219,11 +219,17 @@ def test_sample_config_picks_the_glyph_font_and_margin(tmp_path):
     assert (glyphs[mono] - glyphs[SampleConfig.glyph_font]).abs().mean() > 0.02
 
 
-def test_glyph_drop_prob_needs_the_glyph_channel(tmp_path):
+def test_glyph_drop_prob_and_margin_need_the_glyph_channel_and_a_range(tmp_path):
+    """Refused when the module is built, not at the first training batch."""
     from udifftext.lit.unet_module import LitUDiffText
 
     with pytest.raises(ValueError, match="glyph_drop_prob"):
         LitUDiffText(tiny(tmp_path, "unet.glyph_drop_prob=1.0"))
+    with pytest.raises(ValueError, match="glyph_margin"):
+        LitUDiffText(tiny(tmp_path, "unet.glyph_margin=0.1"))
+    glyph = ["unet.glyph_channel=true", "unet.in_channels=8"]
+    with pytest.raises(ValueError, match=r"glyph_margin must be in \[0, 0.5\)"):
+        LitUDiffText(tiny(tmp_path, *glyph, "unet.glyph_margin=0.5"))
 
 
 def test_position_glyph_trains_and_samples_with_the_ramp(tmp_path):
