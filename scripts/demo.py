@@ -13,26 +13,21 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from udifftext.cli import config_parser, load_or_exit
-from udifftext.config import SampleConfig
+from udifftext.cli import load_sample_config, sampling_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "configs/sample/default.yaml"
 
 
 def parse_args(argv: list[str] | None = None):
-    parser = config_parser(__doc__, config_required=False)
-    parser.add_argument("--model", help="pipeline folder (default: the config's `model`, checkpoints/default)")
+    parser = sampling_parser(__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, help="port (default: gradio's, 7860 or the next free one)")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     return parser.parse_args(argv)
 
 
 def main(args) -> int:
-    config = args.config or str(DEFAULT_CONFIG)
-    flags = {"model": args.model or None}
-    cfg = load_or_exit(SampleConfig, config, args.overrides, print_config=args.print_config, flags=flags)
+    cfg = load_sample_config(args, DEFAULT_CONFIG)
     try:
         import gradio  # noqa: F401
     except ImportError:

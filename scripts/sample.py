@@ -17,8 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from udifftext.cli import config_parser, load_or_exit
-from udifftext.config import SampleConfig
+from udifftext.cli import load_sample_config, sampling_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "configs/sample/default.yaml"
@@ -33,15 +32,13 @@ class RegionAction(argparse.Action):
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = config_parser(__doc__, config_required=False)
+    parser = sampling_parser(__doc__)
     parser.add_argument("--image", help="input image (any size and mode)")
     for kind, form in (("box", "x0,y0,x1,y1"), ("quad", "x0,y0,...,x3,y3"), ("mask", "MASK.png")):
         parser.add_argument(f"--{kind}", dest="regions", action=RegionAction, default=[], metavar=form)
     parser.add_argument("--text", action="append", default=[], help="text for the region given in the same order")
     parser.add_argument("--manifest", help="JSONL file of items (id, image, box|quad|mask, text)")
     parser.add_argument("--out", help="output image (with --image) or output folder (with --manifest)")
-    parser.add_argument("--model", help="pipeline folder (default: the config's `model`, checkpoints/default)")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     return parser.parse_args(argv)
 
 
@@ -73,9 +70,7 @@ def plan(args: argparse.Namespace):
 
 
 def main(args: argparse.Namespace) -> int:
-    config = args.config or str(DEFAULT_CONFIG)
-    flags = {"model": args.model or None}
-    cfg = load_or_exit(SampleConfig, config, args.overrides, print_config=args.print_config, flags=flags)
+    cfg = load_sample_config(args, DEFAULT_CONFIG)
     from udifftext.io import MissingWeightsError
 
     try:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
-from udifftext.config import ConfigError, config_to_yaml, load_config
+from udifftext.config import ConfigError, SampleConfig, config_to_yaml, load_config
 
 T = TypeVar("T")
 
@@ -56,6 +57,20 @@ def load_or_exit(
         print(config_to_yaml(cfg), end="")
         sys.exit(0)
     return cfg
+
+
+def sampling_parser(doc: str | None) -> argparse.ArgumentParser:
+    """`config_parser` (the config optional) plus the flags of the scripts that run a pipeline: --model, --device."""
+    parser = config_parser(doc, config_required=False)
+    parser.add_argument("--model", help="pipeline folder (default: the config's `model`, checkpoints/default)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    return parser
+
+
+def load_sample_config(args: argparse.Namespace, default_config: Path) -> SampleConfig:
+    """`load_or_exit` for a `sampling_parser`'s arguments: `default_config` unless --config, --model on top."""
+    config = args.config or str(default_config)
+    return load_or_exit(SampleConfig, config, args.overrides, args.print_config, flags={"model": args.model or None})
 
 
 def training_parser(doc: str | None) -> argparse.ArgumentParser:
