@@ -148,6 +148,11 @@ def test_resample_positions_loads_a_narrower_checkpoint_into_wider_crops(tmp_pat
         if key != "vit.pos_embed":
             assert torch.equal(wide.state_dict()[key], value), key
     assert wide(torch.rand(2, 1, 16, 128)).shape == (2, 32, 95)
+    exported = wide.cfg.exported()  # what an export writes beside the weights: they fit the model now
+    assert not exported.resample_positions and exported.weights == "" and exported.img_width == 128
+    wide_path = save_state_dict(wide.state_dict(), tmp_path / "wide.safetensors")
+    reloaded = load_recognizer(dataclasses.replace(exported, weights=str(wide_path)))
+    assert torch.equal(reloaded.vit.pos_embed, wide.vit.pos_embed)
     three_rows = _tiny(decoder="ctc", img_height=24, patch_size=8, patch_width=4, weights=str(path))
     with pytest.raises(ValueError, match="16 patch positions, not 3 rows of columns"):
         load_recognizer(dataclasses.replace(three_rows, resample_positions=True))

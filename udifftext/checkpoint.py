@@ -48,7 +48,7 @@ def without_weight_paths(cfg: UNetStageConfig) -> UNetStageConfig:
         unet=replace(cfg.unet, base_weights=""),
         text_encoder=replace(cfg.text_encoder, weights=""),
         first_stage=replace(cfg.first_stage, weights=""),
-        recognizer=replace(cfg.recognizer, weights=""),
+        recognizer=cfg.recognizer.exported(),
         init_from="",
     )
 

@@ -12,7 +12,7 @@ This module imports only the standard library and omegaconf: scripts load config
 from __future__ import annotations
 
 import string
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -78,6 +78,11 @@ class RecognizerConfig:
     # height); its position embeddings are resampled along the grid, so wider crops start from its reading
     resample_positions: bool = False
     weights: str = ""  # our exported safetensors or an upstream ViTSTR .pth; "" = random
+
+    def exported(self) -> RecognizerConfig:
+        """The config saved beside exported weights: no weights path, and none of the adapters (`grow_depth`,
+        `resample_positions`) that loaded the checkpoint it started from, since the weights now fit the model."""
+        return replace(self, weights="", grow_depth=False, resample_positions=False)
 
 
 @dataclass
