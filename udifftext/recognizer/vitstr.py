@@ -258,7 +258,8 @@ def resample_positions(state: Mapping[str, torch.Tensor], model: ViTSTR) -> dict
     same number of patch rows, any number of columns) are interpolated to `model`'s, the CLS position kept.
 
     Every other weight (the conv stem, the blocks, the per-token head) does not depend on the grid, so a model
-    trained on 32 x 128 crops reads 32 x 256 ones at once, and training on the wider crops starts from there.
+    trained on 32 x 128 crops reads 32 x 256 ones at once nearly as well (docs/encoder.md), and training on the
+    wider crops starts from there.
     """
     from timm.layers import resample_abs_pos_embed
 
