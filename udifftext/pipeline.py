@@ -50,6 +50,12 @@ class SampleOutput:
     record: dict[str, Any] = field(default_factory=dict)
 
 
+def check_glyph_margin(margin: float, name: str) -> None:
+    """The glyph's blank border on every side, x the region's height: half of it on both sides leaves no room."""
+    if not 0 <= margin < 0.5:
+        raise ValueError(f"{name} must be in [0, 0.5) of the region's height, got {margin}")
+
+
 def check_sample_config(cfg: SampleConfig) -> None:
     """Reject sampling settings the loop cannot run, naming the key."""
     if cfg.scheduler not in SCHEDULERS:
@@ -58,8 +64,7 @@ def check_sample_config(cfg: SampleConfig) -> None:
         raise ValueError(f"steps must be >= 1, got {cfg.steps}")
     if cfg.blend_width < 0:
         raise ValueError(f"blend_width must be >= 0, got {cfg.blend_width}")
-    if not 0 <= cfg.glyph_margin < 0.5:
-        raise ValueError(f"glyph_margin must be in [0, 0.5) of the region's height, got {cfg.glyph_margin}")
+    check_glyph_margin(cfg.glyph_margin, "glyph_margin")
     if cfg.glyph_shape not in GLYPH_SHAPES:
         raise ValueError(f"glyph_shape must be one of {GLYPH_SHAPES}, got '{cfg.glyph_shape}'")
     if not resolve_data_path(cfg.glyph_font).is_file():
@@ -162,8 +167,7 @@ def glyph_canvas(
 
     if content not in GLYPH_CONTENTS:
         raise ValueError(f"glyph content must be one of {GLYPH_CONTENTS}, got '{content}'")
-    if not 0 <= margin < 0.5:
-        raise ValueError(f"glyph margin must be in [0, 0.5) of the region's height, got {margin}")
+    check_glyph_margin(margin, "glyph margin")
     corners = region_corners(mask, shape)  # (4, 2) pixel edges
     top, right, bottom, left = (np.linalg.norm(corners[(i + 1) % 4] - corners[i]) for i in range(4))
     width, height = (top + bottom) / 2, (left + right) / 2

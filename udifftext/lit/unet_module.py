@@ -104,9 +104,11 @@ class LitUDiffText(pl.LightningModule):
         drop = cfg.unet.glyph_drop_prob
         if not 0 <= drop <= 1 or (drop > 0 and not cfg.unet.glyph_channel):
             raise ValueError(f"unet.glyph_drop_prob must be in [0, 1] and needs unet.glyph_channel, got {drop}")
-        margin = cfg.unet.glyph_margin
-        if not 0 <= margin < 0.5 or (margin > 0 and not cfg.unet.glyph_channel):
-            raise ValueError(f"unet.glyph_margin must be in [0, 0.5) and needs unet.glyph_channel, got {margin}")
+        from udifftext.pipeline import check_glyph_margin
+
+        check_glyph_margin(cfg.unet.glyph_margin, "unet.glyph_margin")
+        if cfg.unet.glyph_margin > 0 and not cfg.unet.glyph_channel:
+            raise ValueError(f"unet.glyph_margin={cfg.unet.glyph_margin} draws a glyph; it needs unet.glyph_channel")
         resize = cfg.loss.local_mask_resize
         if resize not in MASK_RESIZES:
             raise ValueError(f"loss.local_mask_resize must be one of {MASK_RESIZES}, got '{resize}'")
