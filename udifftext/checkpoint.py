@@ -46,7 +46,7 @@ def without_weight_paths(cfg: UNetStageConfig) -> UNetStageConfig:
     return replace(
         cfg,
         unet=replace(cfg.unet, base_weights=""),
-        text_encoder=replace(cfg.text_encoder, weights=""),
+        text_encoder=cfg.text_encoder.exported(),
         first_stage=replace(cfg.first_stage, weights=""),
         recognizer=cfg.recognizer.exported(),
         init_from="",

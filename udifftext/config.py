@@ -48,6 +48,10 @@ class TextEncoderConfig:
     dropout: float = 0.1
     weights: str = ""  # exported encoder safetensors; "" = random initialisation
 
+    def exported(self) -> TextEncoderConfig:
+        """The config saved beside exported weights: the same, without a weights path."""
+        return replace(self, weights="")
+
 
 @dataclass
 class RecognizerConfig:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from udifftext.config import EncoderStageConfig, RecognizerConfig, config_to_yaml
+from udifftext.config import EncoderStageConfig, config_to_yaml
 from udifftext.io import atomic_write_json, atomic_write_text, save_state_dict
 from udifftext.lit.recognizer_module import LitRecognizer
 from udifftext.lit.trainer import build_optimizer, build_trainer, resolve_resume, save_run_config, seed_launch
@@ -132,8 +131,7 @@ def export_weights(module: LitRecognizer | LitCharEncoder, path: str | Path) -> 
         raise ValueError(f"export path must end in .safetensors, got {path}")
     model = module.exported
     save_state_dict(model.state_dict(), path)
-    cfg = model.cfg.exported() if isinstance(model.cfg, RecognizerConfig) else replace(model.cfg, weights="")
-    atomic_write_text(path.with_suffix(".yaml"), config_to_yaml(cfg))
+    atomic_write_text(path.with_suffix(".yaml"), config_to_yaml(model.cfg.exported()))
     return path
 
 
