@@ -248,3 +248,26 @@ def test_column_tokens_span_the_height_and_see_their_own_columns(stem, tmp_path)
     assert torch.equal(model(crops), load_recognizer(dataclasses.replace(cfg, weights=str(path))).eval()(crops))
     with pytest.raises(ValueError, match="patch side 24"):
         ViTSTR(_tiny(stem=stem, patch_size=16, patch_width=24))
+
+
+def test_fresh_stem_lends_a_checkpoint_of_shorter_crops_everything_but_its_stem(tmp_path):
+    columns = dict(decoder="ctc", stem="conv", patch_width=4)  # one row of 16 column tokens at 64 px wide
+    torch.manual_seed(0)
+    short = ViTSTR(_tiny(**columns, patch_size=16))  # 16 x 64 crops
+    path = save_state_dict(short.state_dict(), tmp_path / "short.safetensors")
+    tall_cfg = _tiny(**columns, img_height=32, patch_size=32, weights=str(path))  # 32 x 64: one more halving
+    with pytest.raises(RuntimeError, match="patch_embed"):
+        load_recognizer(tall_cfg)
+    torch.manual_seed(1)
+    tall = load_recognizer(dataclasses.replace(tall_cfg, fresh_stem=True))
+    torch.manual_seed(1)
+    random_tall = ViTSTR(dataclasses.replace(tall_cfg, weights=""))
+    loaded, fresh = tall.state_dict(), random_tall.state_dict()
+    stem = [key for key in loaded if key.startswith("vit.patch_embed.")]
+    assert len(stem) > len([key for key in short.state_dict() if key.startswith("vit.patch_embed.")])
+    for key, value in loaded.items():
+        expected = fresh[key] if key in stem else short.state_dict()[key]
+        assert torch.equal(value, expected), key
+    assert not torch.equal(loaded["vit.blocks.0.attn.qkv.weight"], fresh["vit.blocks.0.attn.qkv.weight"])
+    assert tall(torch.rand(2, 1, 32, 64)).shape == (2, 16, 95)
+    assert not tall.cfg.exported().fresh_stem

@@ -81,12 +81,16 @@ class RecognizerConfig:
     # true: `weights` may come from a recognizer with another patch grid (e.g. img_width 128 -> 256, same patch
     # height); its position embeddings are resampled along the grid, so wider crops start from its reading
     resample_positions: bool = False
+    # true: `weights`' patch embedding (stem) is left out and `model`'s own random one kept, so a checkpoint of
+    # another crop height or patch size lends its blocks and head to a model whose stem learns afresh
+    fresh_stem: bool = False
     weights: str = ""  # our exported safetensors or an upstream ViTSTR .pth; "" = random
 
     def exported(self) -> RecognizerConfig:
         """The config saved beside exported weights: no weights path, and none of the adapters (`grow_depth`,
-        `resample_positions`) that loaded the checkpoint it started from, since the weights now fit the model."""
-        return replace(self, weights="", grow_depth=False, resample_positions=False)
+        `resample_positions`, `fresh_stem`) that loaded the checkpoint it started from, since the weights now fit
+        the model."""
+        return replace(self, weights="", grow_depth=False, resample_positions=False, fresh_stem=False)
 
 
 @dataclass

@@ -273,11 +273,25 @@ def resample_positions(state: Mapping[str, torch.Tensor], model: ViTSTR) -> dict
     return state
 
 
+def keep_fresh_stem(state: Mapping[str, torch.Tensor], model: ViTSTR) -> dict[str, torch.Tensor]:
+    """A recognizer's weights with its patch embedding (the linear projection or the conv stem) replaced by
+    `model`'s own random one: the blocks, position embeddings and head come from the checkpoint.
+
+    The stem is the only part that depends on the crop height and patch size; the blocks only see tokens, so
+    a model on taller crops keeps what the checkpoint learned about reading and learns a new stem.
+    """
+    prefix = "vit.patch_embed."
+    state = {key: value for key, value in state.items() if not key.startswith(prefix)}
+    state.update({key: value.clone() for key, value in model.state_dict().items() if key.startswith(prefix)})
+    return state
+
+
 def load_recognizer(cfg: RecognizerConfig) -> ViTSTR:
     """Build the recognizer and load `cfg.weights` strictly: our exported .safetensors, or an upstream
     ViTSTR .pth/.pt (mapped by `upstream_vitstr_state_dict`). "" = random initialisation. With
     ``cfg.grow_depth`` a shallower checkpoint is extended by identity blocks (`append_identity_blocks`); with
-    ``cfg.resample_positions`` one of another crop width gets its position embeddings resampled."""
+    ``cfg.resample_positions`` one of another crop width gets its position embeddings resampled; with
+    ``cfg.fresh_stem`` its patch embedding is left out (`keep_fresh_stem`)."""
     model = ViTSTR(cfg)
     if cfg.weights:
         what = "ViTSTR recognizer weights (.safetensors from train_encoder.py, or an upstream ViTSTR .pth)"
@@ -293,5 +307,7 @@ def load_recognizer(cfg: RecognizerConfig) -> ViTSTR:
             state = append_identity_blocks(state, model)
         if cfg.resample_positions:
             state = resample_positions(state, model)
+        if cfg.fresh_stem:
+            state = keep_fresh_stem(state, model)
         load_strict(model, widen_ctc_head(state, model), what=what)
     return model
