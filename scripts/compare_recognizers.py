@@ -6,7 +6,8 @@ r"""Our ViTSTR beside the independent OCR judge (PP-OCRv4) on the same held-out 
 Prints word accuracy (case-sensitive and not) and character accuracy for all crops, list words, random strings
 and text lengths 1-4, 5-8, 9-12: how far our recognizer is from its target, and how hard the split is for a
 production OCR. `--split train` reads crops of the training split instead (training words and fonts): a recognizer
-that reads those no better than the held-out ones underfits.
+that reads those no better than the held-out ones underfits. `--squeeze 24x256` first shrinks every crop to 24 x 256
+px and stretches it back: how much of the crop's height or width the readers need.
 """
 
 from __future__ import annotations
@@ -32,15 +33,27 @@ def parse_args(argv: list[str] | None = None):
         default="heldout",
         help="read the held-out crops the stage evaluates on, or as many crops of the training split",
     )
+    parser.add_argument(
+        "--squeeze",
+        metavar="HxW",
+        default="",
+        help="shrink each crop to H x W px and stretch it back before reading (udifftext.recognizer.compare."
+        "squeeze_crops)",
+    )
     args = parser.parse_args(argv)
     if args.length_bucket < 1:
         parser.error(f"--length-bucket must be at least 1, got {args.length_bucket}")
+    if args.squeeze:
+        height, _, width = args.squeeze.partition("x")
+        if not (height.isdigit() and width.isdigit() and int(height) > 0 and int(width) > 0):
+            parser.error(f"--squeeze takes HxW in pixels, e.g. 24x256, got '{args.squeeze}'")
+        args.squeeze = (int(height), int(width))
     return args
 
 
 def main(args) -> None:
     from udifftext.judge import OcrJudge, RecognizerJudge
-    from udifftext.recognizer.compare import compare_readers, heldout_crops, markdown, training_crops
+    from udifftext.recognizer.compare import compare_readers, heldout_crops, markdown, squeeze_crops, training_crops
     from udifftext.recognizer.vitstr import load_recognizer
 
     set_threads(args.threads)
@@ -51,6 +64,8 @@ def main(args) -> None:
         load_recognizer(cfg.recognizer), cfg.recognizer.img_height, cfg.recognizer.img_width, cfg.recognizer.weights
     )
     probe = heldout_crops(cfg) if args.split == "heldout" else training_crops(cfg)
+    if args.squeeze:
+        probe = squeeze_crops(probe, *args.squeeze)
     readers = {"ours (ViTSTR)": ours.read, "PP-OCRv4 (judge)": OcrJudge().read}
     rows = compare_readers(probe, readers, args.length_bucket)
     print(markdown(rows))

@@ -11,7 +11,7 @@ import pytest
 from udifftext.config import EncoderStageConfig, load_config
 from udifftext.data.words import load_words
 from udifftext.io import save_state_dict
-from udifftext.recognizer.compare import compare_readers, heldout_crops, markdown, training_crops
+from udifftext.recognizer.compare import compare_readers, heldout_crops, markdown, squeeze_crops, training_crops
 from udifftext.recognizer.vitstr import ViTSTR
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -93,7 +93,26 @@ def test_script_prints_both_readers(tmp_path):
     done = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert "| ours (ViTSTR) | all | 8 |" in done.stdout and "| PP-OCRv4 (judge) | all | 8 |" in done.stdout
-    train = subprocess.run([*cmd, "--split", "train", *args[len(cmd) :]], capture_output=True, text=True, cwd=ROOT)
+    train = [*cmd, "--split", "train", "--squeeze", "8x64", *args[len(cmd) :]]
+    train = subprocess.run(train, capture_output=True, text=True, cwd=ROOT)
     assert train.returncode == 0 and "| ours (ViTSTR) | all | 8 |" in train.stdout, train.stderr
+    malformed = subprocess.run([*args, "--squeeze", "8by64"], capture_output=True, text=True, cwd=ROOT)
+    assert malformed.returncode == 2 and "--squeeze takes HxW" in malformed.stderr
     missing = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     assert missing.returncode != 0 and "recognizer.weights" in missing.stderr
+
+
+def test_squeeze_crops_keeps_only_the_detail_of_the_smaller_size(heldout):
+    _, crops = heldout  # 16 x 64
+    assert all(np.array_equal(a, b) for a, b in zip(squeeze_crops(crops, 16, 64).crops, crops.crops, strict=True))
+    one_row = squeeze_crops(crops, 1, 64)
+    assert one_row.texts == crops.texts and one_row.fonts == crops.fonts
+    for squeezed, crop in zip(one_row.crops, crops.crops, strict=True):
+        assert squeezed.shape == crop.shape and np.array_equal(squeezed[..., 0], squeezed[..., 2])
+        assert (squeezed == squeezed[:1]).all()  # every row the same: no vertical detail left
+        column_means = crop[..., 0].astype(float).mean(axis=0)
+        assert np.abs(squeezed[0, :, 0] - column_means).max() <= 1  # each column's mean ink survives
+    halved = squeeze_crops(crops, 8, 64)
+    assert any(not np.array_equal(a, b) for a, b in zip(halved.crops, crops.crops, strict=True))
+    with pytest.raises(ValueError, match="height, width >= 1"):
+        squeeze_crops(crops, 0, 64)

@@ -63,6 +63,22 @@ def _read_crops(dataset: WordCropDataset, indices: range) -> WordCrops:
     return WordCrops(crops, texts, [t.lower() in words for t in texts], fonts)
 
 
+def squeeze_crops(probe: WordCrops, height: int, width: int) -> WordCrops:
+    """The same crops with only `height` x `width` pixels of detail: each is shrunk to that size (area
+    averaging) and stretched back (bilinear). A reader that reads them as well as the originals has rows or
+    columns to spare; one that falls needs the detail that was averaged away."""
+    from udifftext.data.render import resize
+
+    if height < 1 or width < 1:
+        raise ValueError(f"squeeze_crops needs height, width >= 1, got ({height}, {width})")
+    squeezed = []
+    for crop in probe.crops:
+        small = resize(crop[..., 0].astype(np.float32), height, width)
+        gray = np.clip(resize(small, *crop.shape[:2]), 0, 255).round().astype(np.uint8)  # (h, w)
+        squeezed.append(np.repeat(gray[..., None], 3, axis=2))
+    return replace(probe, crops=squeezed)
+
+
 def accuracy_rows(name: str, reads: list[str], probe: WordCrops, length_bucket: int = LENGTH_BUCKET) -> list[dict]:
     """Word accuracy (case-sensitive and not) and character accuracy: all crops, list words, random strings, by
     text length in groups of `length_bucket` characters (per-character errors compound, so long words are where a
