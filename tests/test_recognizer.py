@@ -271,3 +271,26 @@ def test_fresh_stem_lends_a_checkpoint_of_shorter_crops_everything_but_its_stem(
     assert not torch.equal(loaded["vit.blocks.0.attn.qkv.weight"], fresh["vit.blocks.0.attn.qkv.weight"])
     assert tall(torch.rand(2, 1, 32, 64)).shape == (2, 16, 95)
     assert not tall.cfg.exported().fresh_stem
+
+
+@pytest.mark.parametrize("stem", ["conv", "patch"])
+def test_share_folded_rows_reads_a_tall_crop_as_the_checkpoint_read_it_averaged_down(tmp_path, stem):
+    torch.manual_seed(0)
+    columns = dict(decoder="ctc", stem=stem, patch_size=16, patch_width=4)
+    short = ViTSTR(_tiny(**columns)).eval()  # 16 x 64 crops
+    path = save_state_dict(short.state_dict(), tmp_path / "short.safetensors")
+    tall_cfg = _tiny(**columns, img_height=32, fold_rows=2, weights=str(path))  # 32 rows, read as 2 x 16
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        load_recognizer(tall_cfg)
+    tall = load_recognizer(dataclasses.replace(tall_cfg, share_folded_rows=True)).eval()
+    crops = torch.rand(3, 1, 32, 64)
+    averaged = crops.reshape(3, 1, 16, 2, 64).mean(dim=3)  # rows 2r and 2r + 1 -> row r
+    with torch.no_grad():
+        assert torch.allclose(tall(crops), short(averaged), atol=1e-5)
+    first = next(p for n, p in tall.named_parameters() if n.startswith("vit.patch_embed.") and p.ndim == 4)
+    assert torch.equal(first[:, 0], first[:, 1])  # shared at first
+    tall.sequence_loss(tall(crops), tall.tokenizer.encode(["ab", "c", "d"])).mean().backward()
+    assert not torch.allclose(first.grad[:, 0], first.grad[:, 1])  # but even and odd rows learn apart
+    assert tall.num_tokens == short.num_tokens and not tall.cfg.exported().share_folded_rows
+    with pytest.raises(ValueError, match="fold_rows=3 must be >= 1 and divide img_height 32"):
+        ViTSTR(_tiny(**columns, img_height=32, fold_rows=3))

@@ -81,6 +81,12 @@ class RecognizerConfig:
     # true: `weights` may come from a recognizer with another patch grid (e.g. img_width 128 -> 256, same patch
     # height); its position embeddings are resampled along the grid, so wider crops start from its reading
     resample_positions: bool = False
+    # crop rows folded into input channels before the stem: 2 reads a 64-row crop as two 32-row channels (even and
+    # odd rows), so the stem and every token keep the shape they have at 32 rows while the crop has twice the rows
+    fold_rows: int = 1
+    # true: `weights` of a recognizer with fold_rows 1 load into one with more, the first layer's kernel shared by
+    # the folded rows (divided by fold_rows): it reads a tall crop as the checkpoint read it averaged down
+    share_folded_rows: bool = False
     # true: `weights`' patch embedding (stem) is left out and `model`'s own random one kept, so a checkpoint of
     # another crop height or patch size lends its blocks and head to a model whose stem learns afresh
     fresh_stem: bool = False
@@ -88,9 +94,10 @@ class RecognizerConfig:
 
     def exported(self) -> RecognizerConfig:
         """The config saved beside exported weights: no weights path, and none of the adapters (`grow_depth`,
-        `resample_positions`, `fresh_stem`) that loaded the checkpoint it started from, since the weights now fit
-        the model."""
-        return replace(self, weights="", grow_depth=False, resample_positions=False, fresh_stem=False)
+        `resample_positions`, `share_folded_rows`, `fresh_stem`) that loaded the checkpoint it started from, since
+        the weights now fit the model."""
+        adapters = dict(grow_depth=False, resample_positions=False, share_folded_rows=False, fresh_stem=False)
+        return replace(self, weights="", **adapters)
 
 
 @dataclass

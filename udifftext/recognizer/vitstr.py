@@ -77,11 +77,16 @@ class ViTSTR(nn.Module):
 
         self.cfg = cfg
         self.tokenizer = CharTokenizer(cfg.alphabet, cfg.max_len)
+        if cfg.fold_rows < 1 or cfg.img_height % cfg.fold_rows:
+            raise ValueError(
+                f"recognizer.fold_rows={cfg.fold_rows} must be >= 1 and divide img_height {cfg.img_height}"
+            )
+        folded = (cfg.img_height // cfg.fold_rows, cfg.img_width)  # what the stem sees, fold_rows channels deep
         patch = (cfg.patch_size, cfg.patch_width or cfg.patch_size)  # (height, width)
-        for name, side in zip(("img_height", "img_width"), patch, strict=True):
-            if getattr(cfg, name) % side:
-                raise ValueError(f"recognizer.{name}={getattr(cfg, name)} is not a multiple of its patch side {side}")
-        tokens = 1 + (cfg.img_height // patch[0]) * (cfg.img_width // patch[1])
+        for name, size, side in zip(("img_height / fold_rows", "img_width"), folded, patch, strict=True):
+            if size % side:
+                raise ValueError(f"recognizer.{name}={size} is not a multiple of its patch side {side}")
+        tokens = 1 + (folded[0] // patch[0]) * (folded[1] // patch[1])
         if cfg.decoder not in DECODERS:
             raise ValueError(f"recognizer.decoder must be one of {DECODERS}, got '{cfg.decoder}'")
         if cfg.ctc_frames < 1 or (cfg.ctc_frames > 1 and cfg.decoder != "ctc"):
@@ -100,9 +105,9 @@ class ViTSTR(nn.Module):
             raise ValueError(f"recognizer.stem must be one of {STEMS}, got '{cfg.stem}'")
         extra = {"embed_layer": conv_patch_embed()} if cfg.stem == "conv" else {}
         self.vit = VisionTransformer(
-            img_size=(cfg.img_height, cfg.img_width),
+            img_size=folded,
             patch_size=patch,
-            in_chans=1,
+            in_chans=cfg.fold_rows,
             num_classes=self.tokenizer.num_classes * cfg.ctc_frames,
             global_pool="",
             embed_dim=cfg.embed_dim,
@@ -135,7 +140,10 @@ class ViTSTR(nn.Module):
         The contrastive pretraining uses these as the frozen visual tokens (upstream ``ViTSTREncoder``).
         """
         self._check_crops(crops)
-        return self.vit.forward_features(crops * 2.0 - 1.0)  # (B, N, D)
+        batch, _, height, width = crops.shape
+        k = self.cfg.fold_rows
+        folded = crops.reshape(batch, height // k, k, width).transpose(1, 2)  # (B, k, h / k, w): row r*k + j -> [j, r]
+        return self.vit.forward_features(folded * 2.0 - 1.0)  # (B, N, D)
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
         """(B, 1, h, w) in [0, 1] -> (B, T, num_classes) logits (T = max_len, or the patch tokens x ctc_frames
@@ -273,6 +281,25 @@ def resample_positions(state: Mapping[str, torch.Tensor], model: ViTSTR) -> dict
     return state
 
 
+def share_folded_rows(state: Mapping[str, torch.Tensor], model: ViTSTR) -> dict[str, torch.Tensor]:
+    """A recognizer's weights for `model`'s ``fold_rows`` input channels: the first layer's one-channel kernel is
+    repeated over the folded rows and divided by their number.
+
+    The first layer then sees the mean of each group of folded rows, which is the crop shrunk to the
+    checkpoint's height by area averaging: the taller model starts by reading as the checkpoint did, and
+    training can teach the rows apart.
+    """
+    state = dict(state)
+    k = model.cfg.fold_rows
+    for key, value in model.state_dict().items():
+        old = state.get(key)
+        if key.startswith("vit.patch_embed.") and old is not None and old.ndim == 4 and old.shape[1] == 1 < k:
+            if old.shape[0] != value.shape[0] or old.shape[2:] != value.shape[2:]:
+                raise ValueError(f"recognizer weights' {key} {tuple(old.shape)} does not fold to {tuple(value.shape)}")
+            state[key] = old.repeat(1, k, 1, 1) / k
+    return state
+
+
 def keep_fresh_stem(state: Mapping[str, torch.Tensor], model: ViTSTR) -> dict[str, torch.Tensor]:
     """A recognizer's weights with its patch embedding (the linear projection or the conv stem) replaced by
     `model`'s own random one: the blocks, position embeddings and head come from the checkpoint.
@@ -291,7 +318,8 @@ def load_recognizer(cfg: RecognizerConfig) -> ViTSTR:
     ViTSTR .pth/.pt (mapped by `upstream_vitstr_state_dict`). "" = random initialisation. With
     ``cfg.grow_depth`` a shallower checkpoint is extended by identity blocks (`append_identity_blocks`); with
     ``cfg.resample_positions`` one of another crop width gets its position embeddings resampled; with
-    ``cfg.fresh_stem`` its patch embedding is left out (`keep_fresh_stem`)."""
+    ``cfg.share_folded_rows`` one of fewer folded rows gets its first layer shared by them (`share_folded_rows`);
+    with ``cfg.fresh_stem`` its patch embedding is left out (`keep_fresh_stem`)."""
     model = ViTSTR(cfg)
     if cfg.weights:
         what = "ViTSTR recognizer weights (.safetensors from train_encoder.py, or an upstream ViTSTR .pth)"
@@ -307,6 +335,8 @@ def load_recognizer(cfg: RecognizerConfig) -> ViTSTR:
             state = append_identity_blocks(state, model)
         if cfg.resample_positions:
             state = resample_positions(state, model)
+        if cfg.share_folded_rows:
+            state = share_folded_rows(state, model)
         if cfg.fresh_stem:
             state = keep_fresh_stem(state, model)
         load_strict(model, widen_ctc_head(state, model), what=what)
