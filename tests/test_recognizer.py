@@ -294,3 +294,7 @@ def test_share_folded_rows_reads_a_tall_crop_as_the_checkpoint_read_it_averaged_
     assert tall.num_tokens == short.num_tokens and not tall.cfg.exported().share_folded_rows
     with pytest.raises(ValueError, match="fold_rows=3 must be >= 1 and divide img_height 32"):
         ViTSTR(_tiny(**columns, img_height=32, fold_rows=3))
+    if stem == "patch":  # a kernel of another patch height cannot be shared by the folded rows
+        other_patch = dataclasses.replace(tall_cfg, patch_size=8, share_folded_rows=True)
+        with pytest.raises(ValueError, match="vit.patch_embed.proj.weight .* does not fold to"):
+            load_recognizer(other_patch)
