@@ -35,6 +35,7 @@ WEIGHTS_SOURCE = (
 )
 UPSTREAM_SPECIALS = 2  # [GO], [s] precede the characters in upstream ViTSTR's head
 RESIDUAL_OUTPUTS = ("attn.proj.", "mlp.fc2.")  # a timm block's last layers before each residual sum
+STEM_PREFIX = "vit.patch_embed."  # the patch embedding: the linear projection or the conv stem
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as PIL's "L" conversion
 
 
@@ -293,7 +294,7 @@ def share_folded_rows(state: Mapping[str, torch.Tensor], model: ViTSTR) -> dict[
     k = model.cfg.fold_rows
     for key, value in model.state_dict().items():
         old = state.get(key)
-        if key.startswith("vit.patch_embed.") and old is not None and old.ndim == 4 and old.shape[1] == 1 < k:
+        if key.startswith(STEM_PREFIX) and old is not None and old.ndim == 4 and old.shape[1] == 1 < k:
             if old.shape[0] != value.shape[0] or old.shape[2:] != value.shape[2:]:
                 raise ValueError(f"recognizer weights' {key} {tuple(old.shape)} does not fold to {tuple(value.shape)}")
             state[key] = old.repeat(1, k, 1, 1) / k
@@ -307,9 +308,8 @@ def keep_fresh_stem(state: Mapping[str, torch.Tensor], model: ViTSTR) -> dict[st
     The stem is the only part that depends on the crop height and patch size; the blocks only see tokens, so
     a model on taller crops keeps what the checkpoint learned about reading and learns a new stem.
     """
-    prefix = "vit.patch_embed."
-    state = {key: value for key, value in state.items() if not key.startswith(prefix)}
-    state.update({key: value.clone() for key, value in model.state_dict().items() if key.startswith(prefix)})
+    state = {key: value for key, value in state.items() if not key.startswith(STEM_PREFIX)}
+    state.update({key: value.clone() for key, value in model.state_dict().items() if key.startswith(STEM_PREFIX)})
     return state
 
 
