@@ -126,6 +126,38 @@ def test_grow_depth_appends_identity_blocks_that_read_as_the_checkpoint_and_then
     assert grown.vit.blocks[3].mlp.fc2.weight.grad.abs().sum() > 0  # the new blocks learn from the first step
 
 
+def test_stem_blocks_grow_from_a_plain_stem_reading_as_it_did_and_then_learn(tmp_path):
+    torch.manual_seed(0)
+    plain = ViTSTR(_tiny(decoder="ctc", stem="conv", patch_width=4)).train()  # three stride convs
+    crops = torch.rand(3, 1, 16, 64)
+    plain(crops)  # one training step's batch statistics, so the running ones are not the identity
+    plain.eval()
+    path = save_state_dict(plain.state_dict(), tmp_path / "plain.safetensors")
+    deeper = _tiny(decoder="ctc", stem="conv", patch_width=4, stem_blocks=[1, 2, 0], weights=str(path))
+    with pytest.raises(KeyError, match="missing keys .*patch_embed.proj.2.1.body"):
+        load_recognizer(deeper)  # without grow_depth a plain stem's checkpoint is an error
+    grown = load_recognizer(dataclasses.replace(deeper, grow_depth=True)).eval()
+    blocks = [key for key in grown.state_dict() if ".body." in key]
+    assert {key.split(".body.")[0] for key in blocks} == {
+        "vit.patch_embed.proj.2.1",
+        "vit.patch_embed.proj.5.1",
+        "vit.patch_embed.proj.5.2",
+    }
+    with torch.no_grad():
+        assert torch.equal(grown(crops), plain(crops))  # the new blocks start as the identity, exactly
+    ids = grown.tokenizer.encode(["ab", "c", "d"])
+    grown.train().sequence_loss(grown(crops), ids).mean().backward()
+    assert grown.vit.patch_embed.proj[5][2].body[-1].weight.grad.abs().sum() > 0  # and learn from the first step
+    reloaded_path = save_state_dict(grown.state_dict(), tmp_path / "grown.safetensors")
+    reloaded = load_recognizer(dataclasses.replace(grown.cfg.exported(), weights=str(reloaded_path))).eval()
+    with torch.no_grad():
+        assert torch.equal(reloaded(crops), grown.eval()(crops))
+    with pytest.raises(ValueError, match=r"one count per stride conv of the stem \(3 for patches 8 x 4\)"):
+        ViTSTR(_tiny(decoder="ctc", stem="conv", patch_width=4, stem_blocks=[1, 1]))
+    with pytest.raises(ValueError, match="stem_blocks needs stem 'conv'"):
+        ViTSTR(_tiny(stem_blocks=[1, 1, 1]))
+
+
 def test_resample_positions_loads_a_narrower_checkpoint_into_wider_crops(tmp_path):
     torch.manual_seed(0)
     columns = dict(decoder="ctc", stem="conv", patch_size=16, patch_width=4)  # one row of column tokens

@@ -69,14 +69,17 @@ class RecognizerConfig:
     mlp_ratio: float = 4.0
     first_token: int = 0  # output token of the first character; 1 for upstream ViTSTR .pth (token 0 = [GO])
     stem: str = "patch"  # patch: ViTSTR's linear patch embedding | conv: stride-2 3x3 convs (faster from scratch)
+    # stem conv: residual 3x3 blocks after each of its stride convs, one count per stride conv ([] = none); more
+    # convolution where the crop is still fine, before the tokens
+    stem_blocks: list[int] = field(default_factory=list)
     # positions: ViTSTR, output token first_token + k classifies character k (0 = end) | ctc: every patch token
     # classifies what lies under it (0 = blank), read by CTC (Graves et al. 2006), for one row of column tokens
     decoder: str = "positions"
     # CTC frames per column token: the head gives each token this many frames (left to right), so a word needs
     # no more than tokens x frames, counting a blank between repeated letters; 1 = one frame per token
     ctc_frames: int = 1
-    # true: `weights` may hold fewer blocks than `depth`; the missing ones are appended as identity blocks (zero
-    # output projections), so the deeper model starts by reading exactly as the checkpoint did
+    # true: `weights` may hold fewer blocks than `depth`, or lack stem_blocks; the missing ones start as identity
+    # blocks (zero output projections / last norm scales), so the deeper model starts reading as the checkpoint did
     grow_depth: bool = False
     # true: `weights` may come from a recognizer with another patch grid (e.g. img_width 128 -> 256, same patch
     # height); its position embeddings are resampled along the grid, so wider crops start from its reading

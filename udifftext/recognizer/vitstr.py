@@ -18,7 +18,7 @@ so our class 0 (end) takes row 1 (``[s]``) and class k >= 1 takes row k + 1; its
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -43,11 +43,34 @@ STEMS = ("patch", "conv")
 DECODERS = ("positions", "ctc")
 
 
-def conv_patch_embed(stem_channels: int = 32):
+class ResidualConvBlock(nn.Module):
+    """``relu(x + bn(conv(relu(bn(conv(x))))))`` at constant width (a ResNet basic block). The last norm's scale
+    starts at zero, so on its non-negative input (it follows a ReLU) a new block is exactly the identity."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(channels),
+        )
+        nn.init.zeros_(self.body[-1].weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x + self.body(x))
+
+
+def conv_patch_embed(stem_blocks: Sequence[int] = (), stem_channels: int = 32):
     """A timm ``PatchEmbed`` whose projection is a stack of 3x3 convs (+BN, ReLU), each halving the height,
     the width or both until the patch grid is reached, and a 1x1 conv: the same token grid as the patches,
     but with the convolutional inductive bias that lets a ViT learn from far fewer samples (Xiao et al. 2021,
-    "Early convolutions help transformers see better")."""
+    "Early convolutions help transformers see better").
+
+    ``stem_blocks[i]`` residual blocks follow the i-th stride conv (none when empty). They sit in the slot of
+    its ReLU (``proj.{3i + 2}.{1..n}``), so every other layer keeps the key it has without them and a stem
+    without blocks loads into one with them (``grow_depth``)."""
     from timm.layers import PatchEmbed
 
     class ConvPatchEmbed(PatchEmbed):
@@ -56,13 +79,23 @@ def conv_patch_embed(stem_channels: int = 32):
             if any(side < 2 or side & (side - 1) for side in self.patch_size):
                 raise ValueError(f"recognizer.stem=conv needs power-of-two patch sides >= 2, got {self.patch_size}")
             halvings = [side.bit_length() - 1 for side in self.patch_size]  # (height, width)
+            levels = max(halvings)
+            if stem_blocks and len(stem_blocks) != levels:
+                raise ValueError(
+                    f"recognizer.stem_blocks needs one count per stride conv of the stem ({levels} for patches "
+                    f"{self.patch_size[0]} x {self.patch_size[1]}), got {list(stem_blocks)}"
+                )
             in_chans, embed_dim = self.proj.in_channels, self.proj.out_channels
-            widths = [in_chans] + [min(embed_dim, stem_channels * 2**i) for i in range(max(halvings))]
+            widths = [in_chans] + [min(embed_dim, stem_channels * 2**i) for i in range(levels)]
+            blocks = list(stem_blocks) or [0] * levels
             layers: list[nn.Module] = []
             for i, (c_in, c_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
                 stride = tuple(2 if i < n else 1 for n in halvings)
                 conv = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-                layers += [conv, nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+                activation = nn.ReLU(inplace=True)
+                if blocks[i]:
+                    activation = nn.Sequential(activation, *(ResidualConvBlock(c_out) for _ in range(blocks[i])))
+                layers += [conv, nn.BatchNorm2d(c_out), activation]
             self.proj = nn.Sequential(*layers, nn.Conv2d(widths[-1], embed_dim, 1))
 
     return ConvPatchEmbed
@@ -104,7 +137,9 @@ class ViTSTR(nn.Module):
             )
         if cfg.stem not in STEMS:
             raise ValueError(f"recognizer.stem must be one of {STEMS}, got '{cfg.stem}'")
-        extra = {"embed_layer": conv_patch_embed()} if cfg.stem == "conv" else {}
+        if cfg.stem_blocks and cfg.stem != "conv":
+            raise ValueError(f"recognizer.stem_blocks needs stem 'conv', got '{cfg.stem}'")
+        extra = {"embed_layer": conv_patch_embed(cfg.stem_blocks)} if cfg.stem == "conv" else {}
         self.vit = VisionTransformer(
             img_size=folded,
             patch_size=patch,
@@ -262,6 +297,18 @@ def append_identity_blocks(state: Mapping[str, torch.Tensor], model: ViTSTR) -> 
     return state
 
 
+def add_identity_stem_blocks(state: Mapping[str, torch.Tensor], model: ViTSTR) -> dict[str, torch.Tensor]:
+    """A recognizer's weights with the conv stem's residual blocks (``recognizer.stem_blocks``) that it lacks
+    taken from `model`'s own initialisation, where each starts as the identity (`ResidualConvBlock`): the model
+    with a deeper stem reads exactly what the checkpoint did, and training adds capacity from there."""
+    state = dict(state)
+    for name, module in model.named_modules():
+        if isinstance(module, ResidualConvBlock):
+            for key, value in module.state_dict(prefix=f"{name}.").items():
+                state.setdefault(key, value.clone())
+    return state
+
+
 def resample_positions(state: Mapping[str, torch.Tensor], model: ViTSTR) -> dict[str, torch.Tensor]:
     """A recognizer's weights for `model`'s patch grid: the position embeddings of the checkpoint's grid (the
     same number of patch rows, any number of columns) are interpolated to `model`'s, the CLS position kept.
@@ -316,7 +363,8 @@ def keep_fresh_stem(state: Mapping[str, torch.Tensor], model: ViTSTR) -> dict[st
 def load_recognizer(cfg: RecognizerConfig) -> ViTSTR:
     """Build the recognizer and load `cfg.weights` strictly: our exported .safetensors, or an upstream
     ViTSTR .pth/.pt (mapped by `upstream_vitstr_state_dict`). "" = random initialisation. With
-    ``cfg.grow_depth`` a shallower checkpoint is extended by identity blocks (`append_identity_blocks`); with
+    ``cfg.grow_depth`` a shallower checkpoint is extended by identity blocks (`append_identity_blocks`,
+    `add_identity_stem_blocks`); with
     ``cfg.resample_positions`` one of another crop width gets its position embeddings resampled; with
     ``cfg.share_folded_rows`` one of fewer folded rows gets its first layer shared by them (`share_folded_rows`);
     with ``cfg.fresh_stem`` its patch embedding is left out (`keep_fresh_stem`)."""
@@ -332,7 +380,7 @@ def load_recognizer(cfg: RecognizerConfig) -> ViTSTR:
                 )
             state = upstream_vitstr_state_dict(state)
         if cfg.grow_depth:
-            state = append_identity_blocks(state, model)
+            state = add_identity_stem_blocks(append_identity_blocks(state, model), model)
         if cfg.resample_positions:
             state = resample_positions(state, model)
         if cfg.share_folded_rows:
