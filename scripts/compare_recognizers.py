@@ -8,6 +8,11 @@ and text lengths 1-4, 5-8, 9-12: how far our recognizer is from its target, and 
 production OCR. `--split train` reads crops of the training split instead (training words and fonts): a recognizer
 that reads those no better than the held-out ones underfits. `--squeeze 24x256` first shrinks every crop to 24 x 256
 px and stretches it back: how much of the crop's height or width the readers need.
+
+A person as a third reader: `--sheets DIR` draws `--sheet-crops` random crops as numbered sheets without their texts
+(no weights needed) and an empty DIR/transcription.txt; fill in what you read (`position: text`, nothing where
+nothing can be read) without looking at the texts, then `--transcription DIR` (same config and overrides) scores
+the transcription beside ours and the judge on those crops.
 """
 
 from __future__ import annotations
@@ -40,7 +45,15 @@ def parse_args(argv: list[str] | None = None):
         help="shrink each crop to H x W px and stretch it back before reading (udifftext.recognizer.compare."
         "squeeze_crops)",
     )
+    parser.add_argument("--sheets", metavar="DIR", default="", help="write blind reading sheets to DIR and exit")
+    parser.add_argument("--sheet-crops", type=int, default=160, help="crops on the sheets (a random sample)")
+    parser.add_argument("--sheet-seed", type=int, default=0, help="seed of the sheets' sample")
+    parser.add_argument(
+        "--transcription", metavar="DIR", default="", help="score DIR/transcription.txt (from --sheets DIR) too"
+    )
     args = parser.parse_args(argv)
+    if args.sheets and args.transcription:
+        parser.error("--sheets writes a reading, --transcription scores one: give one of them")
     if args.length_bucket < 1:
         parser.error(f"--length-bucket must be at least 1, got {args.length_bucket}")
     if args.squeeze:
@@ -54,19 +67,36 @@ def parse_args(argv: list[str] | None = None):
 def main(args) -> None:
     from udifftext.judge import OcrJudge, RecognizerJudge
     from udifftext.recognizer.compare import compare_readers, heldout_crops, markdown, squeeze_crops, training_crops
+    from udifftext.recognizer.transcribe import read_transcription, sample_positions, subset, write_sheets
     from udifftext.recognizer.vitstr import load_recognizer
 
     set_threads(args.threads)
     cfg = load_or_exit(EncoderStageConfig, args.config, args.overrides, print_config=args.print_config)
-    if not cfg.recognizer.weights:
+    if not (args.sheets or cfg.recognizer.weights):
         sys.exit("error: set recognizer.weights=PATH (our exported recognizer .safetensors) to compare it")
-    ours = RecognizerJudge(
-        load_recognizer(cfg.recognizer), cfg.recognizer.img_height, cfg.recognizer.img_width, cfg.recognizer.weights
-    )
     probe = heldout_crops(cfg) if args.split == "heldout" else training_crops(cfg)
     if args.squeeze:
         probe = squeeze_crops(probe, *args.squeeze)
-    readers = {"ours (ViTSTR)": ours.read, "PP-OCRv4 (judge)": OcrJudge().read}
+    if args.sheets:
+        try:
+            indices = sample_positions(len(probe.texts), args.sheet_crops, args.sheet_seed)
+            sheets = write_sheets(probe, indices, args.sheets)
+        except (FileExistsError, ValueError) as error:
+            sys.exit(f"error: {error}")
+        print(f"{len(sheets)} sheets in {args.sheets}: fill in {args.sheets}/transcription.txt, then --transcription")
+        return
+    readers = {}
+    if args.transcription:
+        try:
+            indices, transcribed = read_transcription(args.transcription, probe)
+        except (FileNotFoundError, ValueError) as error:
+            sys.exit(f"error: {error}")
+        probe = subset(probe, indices)
+        readers["person (transcription)"] = lambda _: transcribed
+    ours = RecognizerJudge(
+        load_recognizer(cfg.recognizer), cfg.recognizer.img_height, cfg.recognizer.img_width, cfg.recognizer.weights
+    )
+    readers = {"ours (ViTSTR)": ours.read, "PP-OCRv4 (judge)": OcrJudge().read, **readers}
     rows = compare_readers(probe, readers, args.length_bucket)
     print(markdown(rows))
 

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from udifftext.config import EncoderStageConfig, load_config
 from udifftext.data.words import load_words
 from udifftext.io import save_state_dict
 from udifftext.recognizer.compare import compare_readers, heldout_crops, markdown, squeeze_crops, training_crops
+from udifftext.recognizer.transcribe import LABEL_WIDTH, read_transcription, sample_positions, subset, write_sheets
 from udifftext.recognizer.vitstr import ViTSTR
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -100,6 +102,14 @@ def test_script_prints_both_readers(tmp_path):
     assert malformed.returncode == 2 and "--squeeze takes HxW" in malformed.stderr
     missing = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     assert missing.returncode != 0 and "recognizer.weights" in missing.stderr
+    sheets = [*cmd, "--sheets", str(tmp_path / "reading"), "--sheet-crops", "4", "eval_samples=8"]  # no weights needed
+    sheets = subprocess.run(sheets, capture_output=True, text=True, cwd=ROOT)
+    assert sheets.returncode == 0 and (tmp_path / "reading" / "sheet_00.png").is_file(), sheets.stderr
+    (tmp_path / "reading" / "transcription.txt").write_text("0: a\n1: b\n2: c\n3: d\n")
+    scored = [*cmd, "--transcription", str(tmp_path / "reading"), *args[len(cmd) :]]
+    scored = subprocess.run(scored, capture_output=True, text=True, cwd=ROOT)
+    assert scored.returncode == 0 and "| person (transcription) | all | 4 |" in scored.stdout, scored.stderr
+    assert "| ours (ViTSTR) | all | 4 |" in scored.stdout  # every reader on the transcribed crops only
 
 
 def test_squeeze_crops_keeps_only_the_detail_of_the_smaller_size(heldout):
@@ -116,3 +126,35 @@ def test_squeeze_crops_keeps_only_the_detail_of_the_smaller_size(heldout):
     assert any(not np.array_equal(a, b) for a, b in zip(halved.crops, crops.crops, strict=True))
     with pytest.raises(ValueError, match="height, width >= 1"):
         squeeze_crops(crops, 0, 64)
+
+
+def test_blind_sheets_and_their_transcription_score_a_person_as_a_reader(heldout, tmp_path):
+    _, crops = heldout
+    indices = sample_positions(len(crops.texts), 25, seed=0)
+    assert len(set(indices)) == 25 and indices == sample_positions(40, 25, seed=0) != sample_positions(40, 25, seed=1)
+    sheets = write_sheets(crops, indices, tmp_path)
+    assert [s.name for s in sheets] == ["sheet_00.png", "sheet_01.png"]  # 20 crops a sheet
+    assert Image.open(sheets[1]).size == (LABEL_WIDTH + 2 * 64, 5 * (2 * 16 + 6))
+    assert not any(text in (tmp_path / "crops.json").read_text() for text in crops.texts if len(text) > 3)
+    lines = [f"{k}: {crops.texts[i] if k % 5 else 'wrong'}" for k, i in enumerate(indices)]  # every fifth wrong
+    (tmp_path / "transcription.txt").write_text("\n".join(reversed(lines)) + "\n")  # any order
+    read_indices, reads = read_transcription(tmp_path, crops)
+    assert read_indices == indices and reads[1] == crops.texts[indices[1]] and reads[0] == "wrong"
+    rows = compare_readers(subset(crops, indices), {"person": lambda _: reads})
+    assert rows[0]["n"] == 25 and rows[0]["word_acc"] == pytest.approx(20 / 25)
+    with pytest.raises(FileExistsError, match="transcription.txt exists"):
+        write_sheets(crops, indices, tmp_path)  # a reading is never overwritten
+    (tmp_path / "transcription.txt").write_text("\n".join(lines[1:]) + "\n")
+    with pytest.raises(ValueError, match=r"positions \[0\] are missing"):
+        read_transcription(tmp_path, crops)
+    (tmp_path / "transcription.txt").write_text("\n".join([*lines, "3 wrong"]) + "\n")
+    with pytest.raises(ValueError, match="expected 'position: text'"):
+        read_transcription(tmp_path, crops)
+    (tmp_path / "transcription.txt").write_text("\n".join([*lines, "3: again"]) + "\n")
+    with pytest.raises(ValueError, match="position 3 read twice"):
+        read_transcription(tmp_path, crops)
+    shuffled = replace(crops, texts=crops.texts[1:] + crops.texts[:1])
+    with pytest.raises(ValueError, match="drawn from other crops"):
+        read_transcription(tmp_path, shuffled)
+    with pytest.raises(ValueError, match="1 to 40 crops"):
+        sample_positions(40, 41, seed=0)
