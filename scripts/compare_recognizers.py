@@ -9,6 +9,9 @@ production OCR. `--split train` reads crops of the training split instead (train
 that reads those no better than the held-out ones underfits. `--squeeze 24x256` first shrinks every crop to 24 x 256
 px and stretches it back: how much of the crop's height or width the readers need.
 
+`--prior-weight 0.7` adds a row for our recognizer read with the engine's text prior (a character 6-gram of the
+training words mixed with random strings, udifftext.recognizer.prior; CTC recognizers only).
+
 A person as a third reader: `--sheets DIR` draws `--sheet-crops` random crops as numbered sheets without their texts
 (no weights needed) and an empty DIR/transcription.txt; fill in what you read (`position: text`, nothing where
 nothing can be read) without looking at the texts, then `--transcription DIR` (same config and overrides) scores
@@ -45,6 +48,13 @@ def parse_args(argv: list[str] | None = None):
         help="shrink each crop to H x W px and stretch it back before reading (udifftext.recognizer.compare."
         "squeeze_crops)",
     )
+    parser.add_argument(
+        "--prior-weight",
+        type=float,
+        default=0.0,
+        help="also read ours by beam search with the training texts' prior at this weight (0: not; 0.7 was chosen "
+        "on a fold of the training words)",
+    )
     parser.add_argument("--sheets", metavar="DIR", default="", help="write blind reading sheets to DIR and exit")
     parser.add_argument("--sheet-crops", type=int, default=160, help="crops on the sheets (a random sample)")
     parser.add_argument("--sheet-seed", type=int, default=0, help="seed of the sheets' sample")
@@ -52,6 +62,8 @@ def parse_args(argv: list[str] | None = None):
         "--transcription", metavar="DIR", default="", help="score DIR/transcription.txt (from --sheets DIR) too"
     )
     args = parser.parse_args(argv)
+    if args.prior_weight < 0:
+        parser.error(f"--prior-weight must be >= 0, got {args.prior_weight}")
     if args.sheets and args.transcription:
         parser.error("--sheets writes a reading, --transcription scores one: give one of them")
     if args.length_bucket < 1:
@@ -67,6 +79,7 @@ def parse_args(argv: list[str] | None = None):
 def main(args) -> None:
     from udifftext.judge import OcrJudge, RecognizerJudge
     from udifftext.recognizer.compare import compare_readers, heldout_crops, markdown, squeeze_crops, training_crops
+    from udifftext.recognizer.prior import PriorReader, TextPrior
     from udifftext.recognizer.transcribe import read_transcription, sample_positions, subset, write_sheets
     from udifftext.recognizer.vitstr import load_recognizer
 
@@ -97,6 +110,12 @@ def main(args) -> None:
         load_recognizer(cfg.recognizer), cfg.recognizer.img_height, cfg.recognizer.img_width, cfg.recognizer.weights
     )
     readers = {"ours (ViTSTR)": ours.read, "PP-OCRv4 (judge)": OcrJudge().read, **readers}
+    if args.prior_weight:
+        try:
+            with_prior = PriorReader(ours, TextPrior.from_config(cfg.data), args.prior_weight)
+        except ValueError as error:
+            sys.exit(f"error: {error}")
+        readers = {"ours + text prior": with_prior.read, **readers}
     rows = compare_readers(probe, readers, args.length_bucket)
     print(markdown(rows))
 

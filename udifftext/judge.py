@@ -152,7 +152,7 @@ class RecognizerJudge:
         self.size = (img_height, img_width)
         self.source = source
 
-    def _inputs(self, crops: list[np.ndarray]) -> Any:
+    def inputs(self, crops: list[np.ndarray]) -> Any:
         """RGB uint8 crops -> (B, 1, h, w) grayscale in [0, 1] at the recognizer's input size."""
         import torch
         import torch.nn.functional as F
@@ -168,7 +168,7 @@ class RecognizerJudge:
         import torch
 
         with torch.no_grad():
-            return list(self.recognizer.read(self._inputs(crops)))
+            return list(self.recognizer.read(self.inputs(crops)))
 
     def losses(self, crops: list[np.ndarray], texts: list[str]) -> list[float]:
         """The recognizer's per-crop loss on reading `texts[i]` in `crops[i]` (`ViTSTR.sequence_loss`): lower is
@@ -177,7 +177,7 @@ class RecognizerJudge:
 
         ids = self.recognizer.tokenizer.encode(texts)  # (B, max_len)
         with torch.no_grad():
-            return self.recognizer.sequence_loss(self.recognizer(self._inputs(crops)), ids).tolist()
+            return self.recognizer.sequence_loss(self.recognizer(self.inputs(crops)), ids).tolist()
 
     def describe(self) -> dict[str, str]:
         return {"name": self.name, "version": "ours", "model": self.source, "mode": "grayscale crop, greedy decode"}

@@ -1,0 +1,178 @@
+"""The engine's text distribution as a prior for reading CTC outputs (beam search with a language model).
+
+The synthetic engine draws a random string over the alphabet with probability ``random_string_prob`` (uniform
+length, uniform characters) and otherwise a list word in one of three cases. `TextPrior` is that mixture, with the
+list words modelled by a character n-gram fitted on the *training* split's words only (interpolated Witten-Bell
+smoothing), so it scores unseen held-out words by their spelling, never by looking them up. `ctc_beam_search`
+reads (T, C) CTC log-probabilities with it (Hannun et al. 2014, "prefix beam search" with shallow fusion): each
+prefix scores ``log P_ctc + weight * log P_prior`` (the prior relative to uniform characters). `ViTSTR.decode`
+reads the likeliest frame by frame instead, without a prior.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from udifftext.config import DataConfig
+from udifftext.data.words import CASE_PROBS, TextSampler
+
+if TYPE_CHECKING:
+    from udifftext.judge import RecognizerJudge
+
+NEG_INF = float("-inf")
+DEFAULT_ORDER = 6  # characters of context + 1; chosen with the weight on a fold of the training words (docs/encoder.md)
+DEFAULT_WEIGHT = 0.7
+END = "\n"  # the n-gram's end-of-word symbol (outside the alphabet: it holds no whitespace)
+
+
+def cased(word: str) -> tuple[str, str, str]:
+    """The three cases the engine draws a list word in (`TextSampler.sample`), in CASE_PROBS order."""
+    lower = word.lower()
+    return lower, lower[:1].upper() + lower[1:], word.upper()
+
+
+@dataclass
+class CharNgram:
+    """Character n-gram over words (start padded, END terminated), interpolated Witten-Bell smoothing down to a
+    uniform distribution over the alphabet and END."""
+
+    order: int
+    vocabulary: int  # alphabet size + 1 (END)
+    counts: dict[str, dict[str, float]] = field(default_factory=dict)  # history -> next symbol -> weight
+    totals: dict[str, tuple[float, int]] = field(default_factory=dict)  # history -> (weight, distinct symbols)
+
+    @classmethod
+    def fit(cls, words: list[str], weights: list[float], alphabet: str, order: int) -> CharNgram:
+        model = cls(order, len(alphabet) + 1)
+        counts: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        for word, weight in zip(words, weights, strict=True):
+            padded = "\0" * (order - 1) + word + END
+            for i in range(order - 1, len(padded)):
+                for n in range(order):  # every history length 0 .. order - 1
+                    counts[padded[i - n : i]][padded[i]] += weight
+        model.counts = {history: dict(nexts) for history, nexts in counts.items()}
+        model.totals = {history: (sum(nexts.values()), len(nexts)) for history, nexts in counts.items()}
+        return model
+
+    def log_prob(self, history: str, symbol: str) -> float:
+        """log P(symbol | the last order - 1 symbols of `history`), history start padded with NULs."""
+        history = ("\0" * (self.order - 1) + history)[-(self.order - 1) :] if self.order > 1 else ""
+        prob = 1.0 / self.vocabulary
+        for n in range(len(history) + 1):  # from the empty history up to the longest
+            context = history[len(history) - n :]
+            if context not in self.counts:
+                break  # a longer history is unseen too
+            total, types = self.totals[context]
+            prob = (self.counts[context].get(symbol, 0.0) + types * prob) / (total + types)
+        return math.log(prob)
+
+
+class TextPrior:
+    """log P(text) under the engine's text distribution (module docstring), computed prefix by prefix."""
+
+    def __init__(self, sampler: TextSampler, order: int = 5):
+        self.alphabet = sampler.alphabet
+        self.min_len, self.max_len = sampler.min_len, sampler.max_len
+        self.random_log = math.log(sampler.random_string_prob) if sampler.random_string_prob > 0 else NEG_INF
+        self.word_log = math.log1p(-sampler.random_string_prob) if sampler.random_string_prob < 1 else NEG_INF
+        self.char_log = -math.log(len(sampler.alphabet))
+        self.length_log = -math.log(sampler.max_len - sampler.min_len + 1)
+        words = [variant for word in sampler.words for variant in cased(word)]
+        weights = [p for _ in sampler.words for p in CASE_PROBS]
+        self.ngram = CharNgram.fit(words, weights, sampler.alphabet, order)
+        self._word_prefix: dict[str, float] = {"": 0.0}
+
+    @classmethod
+    def from_config(cls, cfg: DataConfig, order: int = DEFAULT_ORDER) -> TextPrior:
+        """The prior of the training split's texts: its words (never the held-out ones) and random strings."""
+        return cls(TextSampler.from_config(cfg, "train"), order)
+
+    def word_prefix_log(self, prefix: str) -> float:
+        """log P(a list word starts with `prefix`), cached along the prefixes a beam search extends."""
+        cached = self._word_prefix.get(prefix)
+        if cached is None:
+            cached = self.word_prefix_log(prefix[:-1]) + self.ngram.log_prob(prefix[:-1], prefix[-1])
+            self._word_prefix[prefix] = cached
+        return cached
+
+    def prefix_log(self, prefix: str) -> float:
+        """log P(a text starts with `prefix`): the mixture of both kinds of text, END not yet scored."""
+        if len(prefix) > self.max_len:
+            return NEG_INF
+        random = self.random_log + len(prefix) * self.char_log
+        return float(np.logaddexp(random, self.word_log + self.word_prefix_log(prefix)))
+
+    def text_log(self, text: str) -> float:
+        """log P(text): a whole text, its length (random strings) or END (words) scored."""
+        if not self.min_len <= len(text) <= self.max_len:
+            return NEG_INF
+        random = self.random_log + len(text) * self.char_log + self.length_log
+        word = self.word_log + self.word_prefix_log(text) + self.ngram.log_prob(text, END)
+        return float(np.logaddexp(random, word))
+
+
+def ctc_beam_search(
+    log_probs: np.ndarray,
+    alphabet: str,
+    prior: TextPrior,
+    weight: float,
+    beam: int = 8,
+    candidates: int = 5,
+) -> str:
+    """The text maximising log P_ctc(text | frames) + weight * (log P_prior(text) - len(text) * log(1 / |alphabet|))
+    among a prefix beam search's survivors. The prior is taken relative to uniform characters: a random string
+    gains or loses nothing by its length (a plain prior costs ln 94 a character, and the search would drop
+    uncertain ones), a text shaped like a word gains. `log_probs`: (T, 1 + len(alphabet)) log-softmax outputs,
+    class 0 the blank, class k the alphabet's k-th character; at each frame only the `candidates` likeliest
+    characters extend a prefix."""
+    frames = log_probs.shape[0]
+    beams: dict[str, tuple[float, float]] = {"": (0.0, NEG_INF)}  # prefix -> (log P ending in blank, in a char)
+    top = np.argsort(-log_probs[:, 1:], axis=1)[:, :candidates] + 1  # (T, candidates) class ids
+    for t in range(frames):
+        row = log_probs[t]
+        grown: dict[str, list[float]] = defaultdict(lambda: [NEG_INF, NEG_INF])
+        for prefix, (blank, char) in beams.items():
+            total = np.logaddexp(blank, char)
+            grown[prefix][0] = np.logaddexp(grown[prefix][0], total + row[0])
+            for k in top[t]:
+                symbol, p = alphabet[k - 1], row[k]
+                longer = prefix + symbol
+                if prefix and symbol == prefix[-1]:
+                    grown[prefix][1] = np.logaddexp(grown[prefix][1], char + p)  # the same letter, held
+                    grown[longer][1] = np.logaddexp(grown[longer][1], blank + p)  # a repeat after a blank
+                else:
+                    grown[longer][1] = np.logaddexp(grown[longer][1], total + p)
+
+        def score(item: tuple[str, list[float]]) -> float:
+            prefix, (blank, char) = item
+            fused = weight * (prior.prefix_log(prefix) - len(prefix) * prior.char_log) if weight else 0.0
+            return float(np.logaddexp(blank, char)) + fused
+
+        beams = {prefix: (b, c) for prefix, (b, c) in sorted(grown.items(), key=score, reverse=True)[:beam]}
+    finals = {
+        p: float(np.logaddexp(b, c)) + (weight * (prior.text_log(p) - len(p) * prior.char_log) if weight else 0.0)
+        for p, (b, c) in beams.items()
+    }
+    return max(finals, key=finals.get)
+
+
+class PriorReader:
+    """A CTC recognizer (as a `RecognizerJudge`) whose outputs are read by `ctc_beam_search` with `prior`."""
+
+    def __init__(self, judge: RecognizerJudge, prior: TextPrior, weight: float) -> None:
+        if judge.recognizer.cfg.decoder != "ctc":
+            raise ValueError(f"a text prior reads CTC outputs: recognizer.decoder is '{judge.recognizer.cfg.decoder}'")
+        self.judge, self.prior, self.weight = judge, prior, weight
+
+    def read(self, crops: list[np.ndarray]) -> list[str]:
+        import torch
+
+        with torch.no_grad():
+            log_probs = self.judge.recognizer(self.judge.inputs(crops)).log_softmax(dim=-1).numpy()  # (B, T, C)
+        alphabet = self.judge.recognizer.cfg.alphabet
+        return [ctc_beam_search(frames, alphabet, self.prior, self.weight) for frames in log_probs]
