@@ -1,6 +1,7 @@
 """The engine's text prior and CTC beam search with it (udifftext/recognizer/prior.py)."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,12 +10,22 @@ import torch
 from udifftext.config import RecognizerConfig
 from udifftext.data.words import CASE_PROBS, TextSampler
 from udifftext.judge import RecognizerJudge
-from udifftext.recognizer.prior import CharNgram, PriorReader, TextPrior, cased, ctc_beam_search
+from udifftext.recognizer.prior import (
+    CharNgram,
+    PriorReader,
+    TextPrior,
+    cased,
+    ctc_beam_search,
+    in_tuning_fold,
+    tune_prior,
+)
 from udifftext.recognizer.vitstr import ViTSTR
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 ALPHABET = "abcdefghijklmnopqrstuvwxyz"
+TINY = Path(__file__).resolve().parents[1] / "configs" / "encoder" / "recognizer_tiny.yaml"
+CTC = dict(decoder="ctc", patch_size=16, patch_width=4, stem="conv")  # one row of 16 column tokens at 16 x 64
 
 
 def _sampler(words: list[str], random_string_prob: float = 0.3) -> TextSampler:
@@ -77,3 +88,24 @@ def test_prior_reader_reads_a_ctc_recognizer_and_refuses_positions():
     positions = RecognizerJudge(ViTSTR(RecognizerConfig(**tiny, patch_size=8)), 16, 64, "random")
     with pytest.raises(ValueError, match="reads CTC outputs"):
         PriorReader(positions, prior, weight=0.7)
+
+
+def test_tune_prior_scores_random_strings_and_words_the_prior_never_saw():
+    from udifftext.config import EncoderStageConfig, load_config
+    from udifftext.recognizer.compare import training_crops
+
+    cfg = load_config(EncoderStageConfig, TINY, [*(f"recognizer.{k}={v}" for k, v in CTC.items()), "eval_samples=60"])
+    torch.manual_seed(0)
+    judge = RecognizerJudge(ViTSTR(cfg.recognizer), 16, 64, "random")
+    sampler = TextSampler.from_config(cfg.data, "train")
+    fold = [in_tuning_fold(w, 5) for w in sampler.words]
+    assert 0.15 < np.mean(fold) < 0.25  # one word in five
+    assert all(in_tuning_fold(w.upper(), 5) == f for w, f in zip(sampler.words[:200], fold[:200], strict=True))
+    probe = training_crops(cfg)
+    rows = tune_prior(judge, probe, sampler, orders=[3, 4], weights=[0.0, 0.7])
+    assert [(r["order"], r["weight"]) for r in rows] == [(0, 0.0), (3, 0.0), (3, 0.7), (4, 0.0), (4, 0.7)]
+    words = [t for t, w in zip(probe.texts, probe.is_list_word, strict=True) if w]
+    assert rows[0]["n words"] == sum(in_tuning_fold(t, 5) for t in words) < len(words)  # other words are left out
+    assert rows[0]["n random"] == len(probe.texts) - len(words)
+    p = sampler.random_string_prob
+    assert all(r["mix"] == pytest.approx(p * r["random strings"] + (1 - p) * r["fold words"]) for r in rows)

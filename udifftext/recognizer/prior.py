@@ -12,8 +12,9 @@ reads the likeliest frame by frame instead, without a prior.
 from __future__ import annotations
 
 import math
+import zlib
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,6 +24,7 @@ from udifftext.data.words import CASE_PROBS, TextSampler
 
 if TYPE_CHECKING:
     from udifftext.judge import RecognizerJudge
+    from udifftext.recognizer.compare import WordCrops
 
 NEG_INF = float("-inf")
 DEFAULT_ORDER = 6  # characters of context + 1; chosen with the weight on a fold of the training words (docs/encoder.md)
@@ -176,3 +178,57 @@ class PriorReader:
             log_probs = self.judge.recognizer(self.judge.inputs(crops)).log_softmax(dim=-1).numpy()  # (B, T, C)
         alphabet = self.judge.recognizer.cfg.alphabet
         return [ctc_beam_search(frames, alphabet, self.prior, self.weight) for frames in log_probs]
+
+
+def in_tuning_fold(word: str, folds: int) -> bool:
+    """Whether a training word is in the tuning fold: one word in `folds`, by a hash of its lower case (so its
+    three cases go together), independent of the held-out words' hash."""
+    return zlib.crc32(f"tune:{word.lower()}".encode()) % folds == 0
+
+
+def tune_prior(
+    judge: RecognizerJudge,
+    probe: WordCrops,
+    sampler: TextSampler,
+    orders: list[int],
+    weights: list[float],
+    folds: int = 5,
+) -> list[dict]:
+    """Choose the prior's order and weight without the held-out split and without leaking words: the prior is
+    fitted on the training words outside the tuning fold, and scored on the training crops (`probe`) of random
+    strings and of the fold's words, which it has never seen. One row per (order, weight), greedy reading first
+    (order 0, weight 0); ``mix`` weighs the two kinds of text as the engine draws them."""
+    import torch
+
+    fitted = replace(sampler, words=[w for w in sampler.words if not in_tuning_fold(w, folds)])
+    keep = [
+        i
+        for i, (t, w) in enumerate(zip(probe.texts, probe.is_list_word, strict=True))
+        if not w or in_tuning_fold(t, folds)
+    ]
+    texts, is_word = [probe.texts[i] for i in keep], [probe.is_list_word[i] for i in keep]
+    with torch.no_grad():
+        log_probs = judge.recognizer(judge.inputs([probe.crops[i] for i in keep])).log_softmax(dim=-1)  # (N, T, C)
+
+    def row(order: int, weight: float, reads: list[str]) -> dict:
+        right = [r == t for r, t in zip(reads, texts, strict=True)]
+        words = float(np.mean([r for r, w in zip(right, is_word, strict=True) if w])) if any(is_word) else 0.0
+        random = float(np.mean([r for r, w in zip(right, is_word, strict=True) if not w])) if not all(is_word) else 0.0
+        mix = sampler.random_string_prob * random + (1 - sampler.random_string_prob) * words
+        return {
+            "order": order,
+            "weight": weight,
+            "fold words": words,
+            "random strings": random,
+            "mix": mix,
+            "n words": sum(is_word),
+            "n random": len(is_word) - sum(is_word),
+        }
+
+    rows = [row(0, 0.0, judge.recognizer.decode(log_probs))]
+    alphabet = judge.recognizer.cfg.alphabet
+    for order in orders:
+        prior = TextPrior(fitted, order)
+        for weight in weights:
+            rows.append(row(order, weight, [ctc_beam_search(f, alphabet, prior, weight) for f in log_probs.numpy()]))
+    return rows
