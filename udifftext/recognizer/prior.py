@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     from udifftext.recognizer.compare import WordCrops
 
 NEG_INF = float("-inf")
-DEFAULT_ORDER = 6  # characters of context + 1; chosen with the weight on a fold of the training words (docs/encoder.md)
-DEFAULT_WEIGHT = 0.7
+# characters of context + 1: with a weight of 0.7 the best on a fold of the training words (scripts/tune_text_prior.py)
+DEFAULT_ORDER = 6
 END = "\n"  # the n-gram's end-of-word symbol (outside the alphabet: it holds no whitespace)
 
 
@@ -77,7 +77,7 @@ class CharNgram:
 class TextPrior:
     """log P(text) under the engine's text distribution (module docstring), computed prefix by prefix."""
 
-    def __init__(self, sampler: TextSampler, order: int = 5):
+    def __init__(self, sampler: TextSampler, order: int = DEFAULT_ORDER):
         self.alphabet = sampler.alphabet
         self.min_len, self.max_len = sampler.min_len, sampler.max_len
         self.random_log = math.log(sampler.random_string_prob) if sampler.random_string_prob > 0 else NEG_INF
