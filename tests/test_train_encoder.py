@@ -57,7 +57,7 @@ def test_recognizer_run_learns_exports_and_evaluates(recognizer_run):
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.2
     assert metrics["task"] == "recognizer" and metrics["global_step"] == 20
     assert set(metrics["heldout"]) >= {"word_acc", "word_acc_nocase", "char_acc"}
-    assert metrics["heldout"]["samples"] == 16
+    assert metrics["heldout"]["samples"] == 16 and "with_prior" not in metrics["heldout"]  # positions: greedy only
     assert (out / "config.yaml").is_file() and (out / "checkpoints" / "last.ckpt").is_file()
 
     from udifftext.lit.encoder_module import build_module
@@ -131,6 +131,8 @@ def test_a_ctc_recognizer_run_learns_and_exports_its_decoder(tmp_path):
     losses = _losses(out)
     assert len(losses) == 40 and sum(losses[-10:]) < 0.75 * sum(losses[:10])
     assert metrics["global_step"] == 40 and metrics["heldout"]["samples"] == 16
+    with_prior = metrics["heldout"]["with_prior"]  # the same crops read with the training texts' prior
+    assert with_prior["samples"] == 16 and with_prior["weight"] == 0.7 and 0 <= with_prior["char_acc"] <= 1
     from udifftext.recognizer.vitstr import load_recognizer
 
     export = out / "export" / "recognizer.safetensors"

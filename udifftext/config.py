@@ -306,6 +306,9 @@ class EncoderStageConfig:
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4))
     train: TrainConfig = field(default_factory=TrainConfig)
     eval_samples: int = 1024  # held-out crops for validation and the final figures
+    # a CTC recognizer's final held-out figures are also read with the training texts' prior at this weight
+    # ("with_prior" in eval.json's "heldout"; udifftext.recognizer.prior); 0 = greedy only
+    eval_prior_weight: float = 0.7
     retrieval_pool: int = 256  # text->image retrieval top-1 is measured among this many held-out crops
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
 
 from udifftext.config import EncoderStageConfig
 from udifftext.lit.trainer import build_optimizer
+from udifftext.recognizer.prior import TextPrior, ctc_beam_search
 from udifftext.recognizer.vitstr import ViTSTR, load_recognizer
 from udifftext.text.metrics import char_accuracy, word_accuracy
 
@@ -58,10 +60,24 @@ class LitRecognizer(pl.LightningModule):
         }
 
     @torch.no_grad()
-    def evaluate(self, loader: Iterable[dict]) -> dict[str, float]:
-        """Held-out figures: exact word accuracy and position-wise character accuracy."""
+    def evaluate(self, loader: Iterable[dict]) -> dict[str, Any]:
+        """Held-out figures: exact word accuracy and character accuracy, read greedily; for a CTC recognizer with
+        ``eval_prior_weight`` also read by beam search with the training texts' prior (``with_prior``)."""
         self.recognizer.eval()
-        return self.summarize([self.read_batch(batch) for batch in loader])
+        greedy, frames = [], []
+        for batch in loader:
+            logits = self.recognizer(batch["word_crop"].to(self.device))  # (B, T, C)
+            greedy.append((self.recognizer.decode(logits), list(batch["text"])))
+            frames.append((logits.log_softmax(dim=-1).cpu().numpy(), list(batch["text"])))
+        figures: dict[str, Any] = self.summarize(greedy)
+        weight = self.cfg.eval_prior_weight
+        if weight and self.recognizer.cfg.decoder == "ctc":
+            prior, alphabet = TextPrior.from_config(self.cfg.data), self.recognizer.cfg.alphabet
+            reads = [
+                ([ctc_beam_search(f, alphabet, prior, weight) for f in log_probs], texts) for log_probs, texts in frames
+            ]
+            figures["with_prior"] = {**self.summarize(reads), "weight": weight}
+        return figures
 
     def configure_optimizers(self):
         return build_optimizer(self.recognizer.parameters(), self.cfg.optim, self.cfg.train.steps_per_epoch)
