@@ -11,7 +11,7 @@ import torch
 from udifftext.config import DEFAULT_ALPHABET, DataConfig
 from udifftext.data.font_check import font_problems, glyph_likeness, glyph_shapes
 from udifftext.data.render import GLYPH_FONT, render_glyph, render_word
-from udifftext.data.synth import WordCropDataset, weakest_char_contrast
+from udifftext.data.synth import WordCropDataset, weakest_char_contrast, weakest_char_visibility
 from udifftext.data.words import REPO_ROOT, TextSampler, list_fonts, load_words, split_fonts
 
 # In the training set of every shipped model since the start; documented in docs/data.md, kept so they reproduce.
@@ -128,6 +128,36 @@ def test_weakest_char_contrast_finds_the_hidden_letter():
     assert weakest_char_contrast(alphas, background, np.zeros(3, np.float32)) == pytest.approx(0.0)
     assert weakest_char_contrast(alphas, background, np.full(3, 0.5, np.float32)) == pytest.approx(0.5)
     assert weakest_char_contrast(alphas[1:], background, np.zeros(3, np.float32)) == pytest.approx(1.0)
+
+
+def test_weakest_char_visibility_finds_the_half_hidden_letter():
+    """A letter with its left half over a black patch and its right half over mid grey: black ink shows half of it
+    (visibility 0.5) though its mean contrast is 0.25; a letter wholly over the grey shows all its ink."""
+    alphas = np.zeros((2, 4, 8), np.float32)
+    alphas[0, :, 0:4] = 1.0  # columns 0-1 over black, 2-3 over grey
+    alphas[1, :, 5:7] = 1.0  # over grey
+    background = np.full((4, 8, 3), 0.5, np.float32)
+    background[:, :2] = 0.0
+    black = np.zeros(3, np.float32)
+    assert weakest_char_visibility(alphas, background, black) == pytest.approx(0.5)
+    assert weakest_char_contrast(alphas, background, black) == pytest.approx(0.25)
+    assert weakest_char_visibility(alphas[1:], background, black) == pytest.approx(1.0)
+    assert weakest_char_visibility(np.zeros((1, 4, 8), np.float32), background, black) == 1.0  # no ink in the window
+
+
+def test_min_char_visibility_redraws_only_the_crops_with_a_half_hidden_letter():
+    cfg = DataConfig(length=32, split="heldout", word_crop_height=16, word_crop_width=64)
+    floor = 0.9
+    plain, clean = WordCropDataset(cfg), WordCropDataset(DataConfig(**{**cfg.__dict__, "min_char_visibility": floor}))
+    redrawn = 0
+    for i in range(len(plain)):
+        a, b = plain[i], clean[i]
+        assert a["text"] == b["text"] and b["char_visibility"] >= floor
+        if a["char_visibility"] >= floor:
+            assert torch.equal(a["word_crop"], b["word_crop"])
+        else:
+            redrawn += 1
+    assert 0 < redrawn < len(plain) // 2
 
 
 def test_min_char_contrast_redraws_only_the_crops_that_hide_a_letter():

@@ -156,6 +156,9 @@ class DataConfig:
     # word crops: redraw background and colour (up to CONTRAST_TRIES times) while some character's ink differs from
     # the background under it by less than this mean luminance (0 = never: busy backgrounds may hide letters)
     min_char_contrast: float = 0.0
+    # word crops: the same while some character has less than this share of its ink visible against the background
+    # under it (0 = never: an object or clutter of the text's colour may cover part of a letter)
+    min_char_visibility: float = 0.0
     strict: bool = False  # unreadable files raise instead of being skipped and counted
     seed: int = 0
 

@@ -31,6 +31,7 @@ WORD_SIZE = (0.06, 0.25)  # a scene word's font size, as a share of the scene's 
 TRACKING = (-0.03, 0.2)  # extra space between characters, as a share of the font size
 MAX_CROP_FONT = 64  # word crops are rendered at 64..128 px at most (upstream: Arial 128 pt)
 CONTRAST_TRIES = 20  # word crops: background and colour draws before the most legible one is kept
+VISIBLE_DIFFERENCE = 0.1  # a text pixel whose luminance differs from the background's under it by more is visible
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # RGB -> luminance (ITU-R BT.601)
 
 
@@ -58,6 +59,19 @@ def weakest_char_contrast(char_alphas: np.ndarray, background: np.ndarray, colou
     weighted = char_alphas.reshape(len(char_alphas), -1) @ diff.reshape(-1)  # (L,)
     inked = ink > 0
     return float((weighted[inked] / ink[inked]).min()) if inked.any() else 1.0
+
+
+def weakest_char_visibility(char_alphas: np.ndarray, background: np.ndarray, colour: np.ndarray) -> float:
+    """The least, over characters, of the share of each character's ink (alpha-weighted) over background pixels
+    whose luminance differs from the text colour's by more than VISIBLE_DIFFERENCE. A letter half under an object
+    of its own colour scores about 0.5 even where its mean contrast (`weakest_char_contrast`) is fair. Characters
+    with no ink in the window are left out (1.0 when none has any)."""
+    background_lum = background @ np.asarray(LUMA_WEIGHTS, np.float32)  # (h, w)
+    visible = (np.abs(_luminance(colour) - background_lum) > VISIBLE_DIFFERENCE).astype(np.float32)  # (h, w)
+    ink = char_alphas.reshape(len(char_alphas), -1).sum(axis=1)  # (L,)
+    shown = char_alphas.reshape(len(char_alphas), -1) @ visible.reshape(-1)  # (L,)
+    inked = ink > 0
+    return float((shown[inked] / ink[inked]).min()) if inked.any() else 1.0
 
 
 def _rng(cfg: DataConfig, split: str, stream: int, index: int) -> np.random.Generator:
@@ -135,11 +149,13 @@ class WordCropDataset(Dataset):
             background = self.source.backgrounds.sample(rng, *alpha.shape)  # (h, w, 3)
             colour = text_colour(rng, background)
             contrast = weakest_char_contrast(char_alphas, background, colour)
-            if best is None or contrast > best[0]:
-                best = contrast, background, colour
-            if contrast >= cfg.min_char_contrast:
+            visibility = weakest_char_visibility(char_alphas, background, colour)
+            margin = min(contrast - cfg.min_char_contrast, visibility - cfg.min_char_visibility)  # >= 0: both met
+            if best is None or margin > best[0]:
+                best = margin, contrast, visibility, background, colour
+            if margin >= 0:
                 break
-        contrast, background, colour = best
+        _, contrast, visibility, background, colour = best
         image = background * (1 - alpha[..., None]) + colour * alpha[..., None]  # (h, w, 3)
         if rng.random() < 0.3:
             image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.3, 1.2))
@@ -150,6 +166,7 @@ class WordCropDataset(Dataset):
             "text": drawn.text,
             "font": Path(drawn.font).name,
             "char_contrast": contrast,  # the weakest character's, before blur (weakest_char_contrast)
+            "char_visibility": visibility,  # the same character's or another's (weakest_char_visibility)
         }
 
 
