@@ -145,32 +145,20 @@ def test_weakest_char_visibility_finds_the_half_hidden_letter():
     assert weakest_char_visibility(np.zeros((1, 4, 8), np.float32), background, black) == 1.0  # no ink in the window
 
 
-def test_min_char_visibility_redraws_only_the_crops_with_a_half_hidden_letter():
+@pytest.mark.parametrize(("floor_key", "score_key", "floor"), [
+    ("min_char_contrast", "char_contrast", 0.25),
+    ("min_char_visibility", "char_visibility", 0.9),
+])  # fmt: skip
+def test_legibility_floors_redraw_only_the_crops_that_hide_a_letter(floor_key, score_key, floor):
+    """data.min_char_contrast / min_char_visibility: a crop whose every letter already stands out is drawn exactly
+    as without the floor; one with a letter below it gets another background and colour, now above the floor."""
     cfg = DataConfig(length=32, split="heldout", word_crop_height=16, word_crop_width=64)
-    floor = 0.9
-    plain, clean = WordCropDataset(cfg), WordCropDataset(DataConfig(**{**cfg.__dict__, "min_char_visibility": floor}))
+    plain, clean = WordCropDataset(cfg), WordCropDataset(DataConfig(**{**cfg.__dict__, floor_key: floor}))
     redrawn = 0
     for i in range(len(plain)):
         a, b = plain[i], clean[i]
-        assert a["text"] == b["text"] and b["char_visibility"] >= floor
-        if a["char_visibility"] >= floor:
-            assert torch.equal(a["word_crop"], b["word_crop"])
-        else:
-            redrawn += 1
-    assert 0 < redrawn < len(plain) // 2
-
-
-def test_min_char_contrast_redraws_only_the_crops_that_hide_a_letter():
-    """data.min_char_contrast: a crop whose every letter already stands out is drawn exactly as without the floor;
-    one with a letter below it gets another background and colour, its weakest letter now above the floor."""
-    cfg = DataConfig(length=32, split="heldout", word_crop_height=16, word_crop_width=64)
-    floor = 0.25
-    plain, clean = WordCropDataset(cfg), WordCropDataset(DataConfig(**{**cfg.__dict__, "min_char_contrast": floor}))
-    redrawn = 0
-    for i in range(len(plain)):
-        a, b = plain[i], clean[i]
-        assert a["text"] == b["text"] and b["char_contrast"] >= floor
-        if a["char_contrast"] >= floor:
+        assert a["text"] == b["text"] and b[score_key] >= floor
+        if a[score_key] >= floor:
             assert torch.equal(a["word_crop"], b["word_crop"])
         else:
             redrawn += 1
