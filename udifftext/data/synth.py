@@ -49,16 +49,25 @@ def text_colour(rng: np.random.Generator, background: np.ndarray) -> np.ndarray:
     return colour
 
 
+def _luminance_difference(background: np.ndarray, colour: np.ndarray) -> np.ndarray:
+    """(h, w) |luminance(colour) - luminance(background)| of an (h, w, 3) background and a (3,) colour."""
+    return np.abs(_luminance(colour) - background @ np.asarray(LUMA_WEIGHTS, np.float32))
+
+
+def _weakest_ink_mean(char_alphas: np.ndarray, values: np.ndarray) -> float:
+    """The least, over characters, of the ink-weighted mean of (h, w) `values` under each character's (L, h, w)
+    alpha; characters with no ink in the window are left out (1.0 when none has any)."""
+    alphas = char_alphas.reshape(len(char_alphas), -1)  # (L, h * w)
+    ink = alphas.sum(axis=1)  # (L,)
+    inked = ink > 0
+    return float(((alphas @ values.reshape(-1))[inked] / ink[inked]).min()) if inked.any() else 1.0
+
+
 def weakest_char_contrast(char_alphas: np.ndarray, background: np.ndarray, colour: np.ndarray) -> float:
     """The least, over characters, of the ink-weighted mean |luminance(colour) - luminance(background)| under each
     character's ink: (L, h, w) alphas, (h, w, 3) background, (3,) colour; near 0 when a letter is invisible.
     Characters with no ink in the window are left out (1.0 when none has any)."""
-    background_lum = background @ np.asarray(LUMA_WEIGHTS, np.float32)  # (h, w)
-    diff = np.abs(_luminance(colour) - background_lum)  # (h, w)
-    ink = char_alphas.reshape(len(char_alphas), -1).sum(axis=1)  # (L,)
-    weighted = char_alphas.reshape(len(char_alphas), -1) @ diff.reshape(-1)  # (L,)
-    inked = ink > 0
-    return float((weighted[inked] / ink[inked]).min()) if inked.any() else 1.0
+    return _weakest_ink_mean(char_alphas, _luminance_difference(background, colour))
 
 
 def weakest_char_visibility(char_alphas: np.ndarray, background: np.ndarray, colour: np.ndarray) -> float:
@@ -66,12 +75,8 @@ def weakest_char_visibility(char_alphas: np.ndarray, background: np.ndarray, col
     whose luminance differs from the text colour's by more than VISIBLE_DIFFERENCE. A letter half under an object
     of its own colour scores about 0.5 even where its mean contrast (`weakest_char_contrast`) is fair. Characters
     with no ink in the window are left out (1.0 when none has any)."""
-    background_lum = background @ np.asarray(LUMA_WEIGHTS, np.float32)  # (h, w)
-    visible = (np.abs(_luminance(colour) - background_lum) > VISIBLE_DIFFERENCE).astype(np.float32)  # (h, w)
-    ink = char_alphas.reshape(len(char_alphas), -1).sum(axis=1)  # (L,)
-    shown = char_alphas.reshape(len(char_alphas), -1) @ visible.reshape(-1)  # (L,)
-    inked = ink > 0
-    return float((shown[inked] / ink[inked]).min()) if inked.any() else 1.0
+    visible = (_luminance_difference(background, colour) > VISIBLE_DIFFERENCE).astype(np.float32)  # (h, w)
+    return _weakest_ink_mean(char_alphas, visible)
 
 
 def _rng(cfg: DataConfig, split: str, stream: int, index: int) -> np.random.Generator:
