@@ -132,6 +132,11 @@ def ctc_beam_search(
     uncertain ones), a text shaped like a word gains. `log_probs`: (T, 1 + len(alphabet)) log-softmax outputs,
     class 0 the blank, class k the alphabet's k-th character; at each frame only the `candidates` likeliest
     characters extend a prefix."""
+
+    def fused(prior_log: float, text: str) -> float:
+        """The prior's part of a score (none at weight 0, where a -inf prior must not turn it into NaN)."""
+        return weight * (prior_log - len(text) * prior.char_log) if weight else 0.0
+
     frames = log_probs.shape[0]
     beams: dict[str, tuple[float, float]] = {"": (0.0, NEG_INF)}  # prefix -> (log P ending in blank, in a char)
     top = np.argsort(-log_probs[:, 1:], axis=1)[:, :candidates] + 1  # (T, candidates) class ids
@@ -152,14 +157,10 @@ def ctc_beam_search(
 
         def score(item: tuple[str, list[float]]) -> float:
             prefix, (blank, char) = item
-            fused = weight * (prior.prefix_log(prefix) - len(prefix) * prior.char_log) if weight else 0.0
-            return float(np.logaddexp(blank, char)) + fused
+            return float(np.logaddexp(blank, char)) + fused(prior.prefix_log(prefix), prefix)
 
         beams = {prefix: (b, c) for prefix, (b, c) in sorted(grown.items(), key=score, reverse=True)[:beam]}
-    finals = {
-        p: float(np.logaddexp(b, c)) + (weight * (prior.text_log(p) - len(p) * prior.char_log) if weight else 0.0)
-        for p, (b, c) in beams.items()
-    }
+    finals = {p: float(np.logaddexp(b, c)) + fused(prior.text_log(p), p) for p, (b, c) in beams.items()}
     return max(finals, key=finals.get)
 
 
