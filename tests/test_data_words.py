@@ -1,7 +1,9 @@
 """Word list, fonts, held-out split, glyph rendering and word crops."""
 
+import itertools
 import subprocess
 import sys
+from collections import Counter
 from functools import partial
 
 import numpy as np
@@ -176,3 +178,17 @@ def test_check_fonts_script_fails_on_a_font_that_hides_labels():
     # FreeMono Bold (training) is a Courier like the held-out Nimbus Mono PS Bold
     clone = run(script + ["data/fonts/freefont/FreeMonoBold.ttf", "--compare-to", "data/fonts/urw-base35"])
     assert clone.returncode == 1 and "glyphs like NimbusMonoPS-Bold.otf's (IoU 0.89)" in clone.stdout
+
+
+@pytest.mark.parametrize("forbidden", [frozenset(), frozenset({"ab", "c"})])
+def test_text_probability_is_the_samplers_distribution(forbidden):
+    sampler = TextSampler(["ab", "Ba", "ab"], "abcAB", 1, 2, 0.4, forbidden)
+    every_text = ["".join(chars) for n in (1, 2) for chars in itertools.product("abcAB", repeat=n)]
+    assert sum(sampler.probability(t) for t in every_text) == pytest.approx(1.0)
+    assert sampler.probability("abc") == sampler.probability("x") == 0.0  # too long; not in the alphabet
+    rng = np.random.default_rng(0)
+    counts = Counter(sampler.sample(rng) for _ in range(20000))
+    for text in ("ab", "Ab", "AB", "ba", "Ba", "BA", "c", "cA"):
+        assert counts[text] / 20000 == pytest.approx(sampler.probability(text), abs=0.01)
+    if forbidden:  # a random string equal to a forbidden word in any case is redrawn
+        assert counts["C"] == counts["aB"] == 0

@@ -8,13 +8,12 @@ import pytest
 import torch
 
 from udifftext.config import RecognizerConfig
-from udifftext.data.words import CASE_PROBS, TextSampler
+from udifftext.data.words import CASE_PROBS, TextSampler, cased
 from udifftext.judge import RecognizerJudge
 from udifftext.recognizer.prior import (
     CharNgram,
     PriorReader,
     TextPrior,
-    cased,
     ctc_beam_search,
     in_tuning_fold,
     tune_prior,

@@ -127,28 +127,45 @@ class WordCropDataset(Dataset):
         return self.cfg.length
 
     def __getitem__(self, index: int) -> dict:
+        rng = _rng(self.cfg, self.cfg.split, CROP_STREAM, index)
+        layers = self._compose(rng)
+        alpha = layers.alpha[..., None]
+        image = layers.background * (1 - alpha) + layers.colour * alpha  # (h, w, 3)
+        if rng.random() < 0.3:
+            image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.3, 1.2))
+        gray = cv2.cvtColor(np.clip(image, 0, 1).astype(np.float32), cv2.COLOR_RGB2GRAY)
+        crop = np.clip(resize(gray, self.cfg.word_crop_height, self.cfg.word_crop_width), 0, 1)
+        return {
+            "word_crop": torch.from_numpy(crop)[None],
+            "text": layers.ink.drawn.text,
+            "font": Path(layers.ink.drawn.font).name,
+            "char_contrast": layers.contrast,  # the weakest character's, before blur (weakest_char_contrast)
+            "char_visibility": layers.visibility,  # the same character's or another's (weakest_char_visibility)
+        }
+
+    def stretched_ink(self, index: int, text: str | None = None) -> tuple[str, np.ndarray]:
+        """The text of crop `index` and its ink alone, (word_crop_height, word_crop_width) in [0, 1], cut and
+        stretched as the crop is: the text's shape as a reader sees it. `text` replaces the drawn text while every
+        other random draw (font, size, spacing, angle, margins) stays: the shape `text` would have had there
+        (udifftext.data.ambiguity)."""
+        ink = self._place_ink(_rng(self.cfg, self.cfg.split, CROP_STREAM, index), text)
+        alpha = resize(ink.cut(ink.word.alpha), self.cfg.word_crop_height, self.cfg.word_crop_width)
+        return ink.drawn.text, np.clip(alpha, 0, 1)
+
+    def stretched_contrast(self, index: int) -> np.ndarray:
+        """(word_crop_height, word_crop_width) luminance of crop `index`'s text colour minus its background's, stretched
+        as the crop is: what a unit of ink changes in the crop's grey level at each pixel (before the blur)."""
+        layers = self._compose(_rng(self.cfg, self.cfg.split, CROP_STREAM, index))
+        difference = _luminance(layers.colour) - layers.background @ np.asarray(LUMA_WEIGHTS, np.float32)  # (h, w)
+        return resize(difference.astype(np.float32), self.cfg.word_crop_height, self.cfg.word_crop_width)
+
+    def _compose(self, rng: np.random.Generator) -> _CropLayers:
+        """The crop's ink with a background and colour drawn for it, redrawn while its weakest letter is below the
+        contrast or visibility floor (the best of CONTRAST_TRIES kept)."""
         cfg = self.cfg
-        rng = _rng(cfg, cfg.split, CROP_STREAM, index)
-        # font px between 1x and 2x the crop height, capped: larger renders only cost time before the resize
-        base = min(max(cfg.word_crop_height, 24), MAX_CROP_FONT)
-        size = int(rng.integers(base, 2 * base + 1))
-        drawn = self.source.draw(rng, size)
-        word = drawn.render()
-        angle = float(np.clip(rng.normal(0, 3), -8, 8))
-        h, w = word.alpha.shape
-        rot = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
-        cos, sin = abs(rot[0, 0]), abs(rot[0, 1])
-        nw, nh = int(h * sin + w * cos) + 1, int(h * cos + w * sin) + 1
-        rot[:, 2] += ((nw - w) / 2, (nh - h) / 2)
-        alpha = cv2.warpAffine(word.alpha, rot, (nw, nh), flags=cv2.INTER_LINEAR)  # (nh, nw)
-        top, bottom, left, right = ink_box(alpha, 0.1)
-        pad = rng.uniform(0, 0.15, 4) * (bottom - top)
-        top, left = max(int(top - pad[0]), 0), max(int(left - pad[1]), 0)
-        bottom, right = min(int(bottom + pad[2]) + 1, nh), min(int(right + pad[3]) + 1, nw)
-        alpha = alpha[top:bottom, left:right]
-        char_alphas = np.stack(
-            [cv2.warpAffine(a, rot, (nw, nh), flags=cv2.INTER_LINEAR)[top:bottom, left:right] for a in word.char_alphas]
-        )  # (L, h, w)
+        ink = self._place_ink(rng)
+        alpha = ink.cut(ink.word.alpha)  # (h, w)
+        char_alphas = np.stack([ink.cut(a) for a in ink.word.char_alphas])  # (L, h, w)
         best = None
         for _ in range(CONTRAST_TRIES):
             background = self.source.backgrounds.sample(rng, *alpha.shape)  # (h, w, 3)
@@ -161,18 +178,57 @@ class WordCropDataset(Dataset):
             if margin >= 0:
                 break
         _, contrast, visibility, background, colour = best
-        image = background * (1 - alpha[..., None]) + colour * alpha[..., None]  # (h, w, 3)
-        if rng.random() < 0.3:
-            image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.3, 1.2))
-        gray = cv2.cvtColor(np.clip(image, 0, 1).astype(np.float32), cv2.COLOR_RGB2GRAY)
-        crop = np.clip(resize(gray, cfg.word_crop_height, cfg.word_crop_width), 0, 1)
-        return {
-            "word_crop": torch.from_numpy(crop)[None],
-            "text": drawn.text,
-            "font": Path(drawn.font).name,
-            "char_contrast": contrast,  # the weakest character's, before blur (weakest_char_contrast)
-            "char_visibility": visibility,  # the same character's or another's (weakest_char_visibility)
-        }
+        return _CropLayers(ink, alpha, background, colour, contrast, visibility)
+
+    def _place_ink(self, rng: np.random.Generator, text: str | None = None) -> _CropInk:
+        """The crop's text drawn, turned by a small angle and cut tightly around its ink with a random margin."""
+        # font px between 1x and 2x the crop height, capped: larger renders only cost time before the resize
+        base = min(max(self.cfg.word_crop_height, 24), MAX_CROP_FONT)
+        size = int(rng.integers(base, 2 * base + 1))
+        drawn = self.source.draw(rng, size)
+        if text is not None:
+            drawn = replace(drawn, text=text)
+        word = drawn.render()
+        angle = float(np.clip(rng.normal(0, 3), -8, 8))
+        h, w = word.alpha.shape
+        rotation = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+        cos, sin = abs(rotation[0, 0]), abs(rotation[0, 1])
+        nw, nh = int(h * sin + w * cos) + 1, int(h * cos + w * sin) + 1
+        rotation[:, 2] += ((nw - w) / 2, (nh - h) / 2)
+        turned = cv2.warpAffine(word.alpha, rotation, (nw, nh), flags=cv2.INTER_LINEAR)  # (nh, nw)
+        top, bottom, left, right = ink_box(turned, 0.1)
+        pad = rng.uniform(0, 0.15, 4) * (bottom - top)
+        top, left = max(int(top - pad[0]), 0), max(int(left - pad[1]), 0)
+        bottom, right = min(int(bottom + pad[2]) + 1, nh), min(int(right + pad[3]) + 1, nw)
+        return _CropInk(drawn, word, rotation, (nw, nh), (top, bottom, left, right))
+
+
+@dataclass
+class _CropInk:
+    """A word crop's text before background and colour: drawn, turned and cut."""
+
+    drawn: _Drawn
+    word: RenderedWord
+    rotation: np.ndarray  # (2, 3) affine map of the word canvas onto the turned canvas
+    turned_size: tuple[int, int]  # (width, height) of the turned canvas
+    box: tuple[int, int, int, int]  # (top, bottom, left, right) of the crop in the turned canvas
+
+    def cut(self, alpha: np.ndarray) -> np.ndarray:
+        """(h, w) of the crop: an (H, W) map on the word canvas turned and cut as the crop is."""
+        top, bottom, left, right = self.box
+        return cv2.warpAffine(alpha, self.rotation, self.turned_size, flags=cv2.INTER_LINEAR)[top:bottom, left:right]
+
+
+@dataclass
+class _CropLayers:
+    """A word crop before blur and grey: its ink over a background, in one colour."""
+
+    ink: _CropInk
+    alpha: np.ndarray  # (h, w) the ink cut for the crop
+    background: np.ndarray  # (h, w, 3)
+    colour: np.ndarray  # (3,) the text's
+    contrast: float  # weakest_char_contrast
+    visibility: float  # weakest_char_visibility
 
 
 def heldout_word_crops(cfg: DataConfig, samples: int) -> WordCropDataset:

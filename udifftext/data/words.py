@@ -8,8 +8,9 @@ font is held out when its file name is listed in `heldout_fonts`. `split="train"
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -135,6 +136,42 @@ class TextSampler:
                 if text.lower() not in self.forbidden:
                     return text
         word = self.words[int(rng.integers(len(self.words)))]
-        case = rng.choice(3, p=CASE_PROBS)
-        lower = word.lower()
-        return (lower, lower[:1].upper() + lower[1:], word.upper())[case]
+        return cased(word)[rng.choice(3, p=CASE_PROBS)]
+
+    def probability(self, text: str) -> float:
+        """The chance that `sample` draws exactly `text`: the split's true prior, which the best possible reader of
+        its crops would weigh look-alike texts by (udifftext.data.ambiguity)."""
+        random_string = 0.0
+        if self.min_len <= len(text) <= self.max_len and set(text) <= set(self.alphabet):
+            if text.lower() not in self.forbidden:
+                random_string = self._random_string_chance(len(text)) / self._random_string_acceptance
+        return self.random_string_prob * random_string + (1 - self.random_string_prob) * self._list_word_chances[text]
+
+    def _random_string_chance(self, length: int) -> float:
+        """One draw's chance of one given string of `length` characters, before forbidden strings are redrawn."""
+        return 1 / ((self.max_len - self.min_len + 1) * len(self.alphabet) ** length)
+
+    @cached_property
+    def _random_string_acceptance(self) -> float:
+        """The chance that one random-string draw is not a forbidden word in any case (the rest are redrawn)."""
+        spellings = Counter(c.lower() for c in self.alphabet)  # alphabet characters per lowercase form
+        rejected = 0.0
+        for word in self.forbidden:
+            if self.min_len <= len(word) <= self.max_len:
+                rejected += float(np.prod([spellings[c] for c in word])) * self._random_string_chance(len(word))
+        return 1 - rejected
+
+    @cached_property
+    def _list_word_chances(self) -> Counter:
+        """text -> chance that a list-word draw gives it (a word and its case together)."""
+        chances = Counter()
+        for word in self.words:
+            for case_prob, variant in zip(CASE_PROBS, cased(word), strict=True):
+                chances[variant] += case_prob / len(self.words)
+        return chances
+
+
+def cased(word: str) -> tuple[str, str, str]:
+    """The three cases the engine draws a list word in (`TextSampler.sample`), in CASE_PROBS order."""
+    lower = word.lower()
+    return lower, lower[:1].upper() + lower[1:], word.upper()

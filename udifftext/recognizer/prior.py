@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from udifftext.config import DataConfig
-from udifftext.data.words import CASE_PROBS, TextSampler
+from udifftext.data.words import CASE_PROBS, TextSampler, cased
 
 if TYPE_CHECKING:
     from udifftext.judge import RecognizerJudge
@@ -30,12 +30,6 @@ NEG_INF = float("-inf")
 # characters of context + 1: with a weight of 0.7 the best on a fold of the training words (scripts/tune_text_prior.py)
 DEFAULT_ORDER = 6
 END = "\n"  # the n-gram's end-of-word symbol (outside the alphabet: it holds no whitespace)
-
-
-def cased(word: str) -> tuple[str, str, str]:
-    """The three cases the engine draws a list word in (`TextSampler.sample`), in CASE_PROBS order."""
-    lower = word.lower()
-    return lower, lower[:1].upper() + lower[1:], word.upper()
 
 
 @dataclass
