@@ -10,7 +10,8 @@ that reads those no better than the held-out ones underfits. `--squeeze 24x256` 
 px and stretches it back: how much of the crop's height or width the readers need.
 
 `--prior-weight 0.7` adds a row for our recognizer read with the engine's text prior (a character 6-gram of the
-training words mixed with random strings, udifftext.recognizer.prior; CTC recognizers only).
+training words mixed with random strings, udifftext.recognizer.prior; CTC recognizers only). With `--view-shifts 2`
+that reader also reads each crop moved 2 px to either side, and the three views vote with their likelihoods.
 
 A person as a third reader: `--sheets DIR` draws `--sheet-crops` random crops as numbered sheets without their texts
 (no weights needed) and an empty DIR/transcription.txt; fill in what you read (`position: text`, nothing where
@@ -55,6 +56,12 @@ def parse_args(argv: list[str] | None = None):
         help="also read ours by beam search with the training texts' prior at this weight (0: not; 0.7 was chosen "
         "on a fold of the training words)",
     )
+    parser.add_argument(
+        "--view-shifts",
+        default="",
+        help="with --prior-weight: also read each crop moved by these px to either side (comma-separated, e.g. 2,4) "
+        "and let the views vote (udifftext.recognizer.prior.read_views)",
+    )
     parser.add_argument("--sheets", metavar="DIR", default="", help="write blind reading sheets to DIR and exit")
     parser.add_argument("--sheet-crops", type=int, default=160, help="crops on the sheets (a random sample)")
     parser.add_argument("--sheet-seed", type=int, default=0, help="seed of the sheets' sample")
@@ -64,6 +71,12 @@ def parse_args(argv: list[str] | None = None):
     args = parser.parse_args(argv)
     if args.prior_weight < 0:
         parser.error(f"--prior-weight must be >= 0, got {args.prior_weight}")
+    try:
+        args.view_shifts = [int(part) for part in args.view_shifts.split(",")] if args.view_shifts else []
+    except ValueError:
+        parser.error(f"--view-shifts takes comma-separated pixel counts, e.g. 2,4, got '{args.view_shifts}'")
+    if args.view_shifts and (not args.prior_weight or min(args.view_shifts) < 1):
+        parser.error("--view-shifts takes positive pixel counts and reads with the prior: give --prior-weight too")
     if args.sheets and args.transcription:
         parser.error("--sheets writes a reading, --transcription scores one: give one of them")
     if args.length_bucket < 1:
@@ -79,7 +92,7 @@ def parse_args(argv: list[str] | None = None):
 def main(args) -> None:
     from udifftext.judge import OcrJudge, RecognizerJudge
     from udifftext.recognizer.compare import compare_readers, heldout_crops, markdown, squeeze_crops, training_crops
-    from udifftext.recognizer.prior import PriorReader, TextPrior
+    from udifftext.recognizer.prior import PriorReader, TextPrior, symmetric_shifts
     from udifftext.recognizer.transcribe import read_transcription, sample_positions, subset, write_sheets
     from udifftext.recognizer.vitstr import load_recognizer
 
@@ -112,10 +125,12 @@ def main(args) -> None:
     readers = {"ours (ViTSTR)": ours.read, "PP-OCRv4 (judge)": OcrJudge().read, **readers}
     if args.prior_weight:
         try:
-            with_prior = PriorReader(ours, TextPrior.from_config(cfg.data), args.prior_weight)
+            shifts = symmetric_shifts(args.view_shifts)
+            with_prior = PriorReader(ours, TextPrior.from_config(cfg.data), args.prior_weight, shifts)
         except ValueError as error:
             sys.exit(f"error: {error}")
-        readers = {"ours + text prior": with_prior.read, **readers}
+        name = f"ours + text prior, views {shifts[0]}..{shifts[-1]} px" if args.view_shifts else "ours + text prior"
+        readers = {name: with_prior.read, **readers}
     rows = compare_readers(probe, readers, args.length_bucket)
     print(markdown(rows))
 

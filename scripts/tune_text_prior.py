@@ -8,6 +8,8 @@ The prior (udifftext.recognizer.prior) is fitted on the training words outside a
 and scored on `eval_samples` crops of the training split whose text is a random string or one of the fold's words,
 so neither the held-out split nor a word the prior has seen decides the choice. Prints one row per order and
 weight, greedy reading first; `scripts/compare_recognizers.py --prior-weight W` then reads the held-out split.
+`--view-shifts 2,4` also tries reading each crop moved by 2 (then 2 and 4) px to either side, the views voting
+(`compare_recognizers.py --view-shifts`).
 """
 
 from __future__ import annotations
@@ -36,9 +38,16 @@ def parse_args(argv: list[str] | None = None):
         "--weights", type=_numbers(float), default=[0.3, 0.5, 0.7, 1.0], help="prior weights (comma-separated)"
     )
     parser.add_argument("--folds", type=int, default=5, help="one training word in FOLDS is kept out of the prior")
+    parser.add_argument(
+        "--view-shifts",
+        type=_numbers(int),
+        default=[],
+        help="also read each crop moved by these px to either side (comma-separated; each prefix is tried: 2,4 tries "
+        "no views, +-2, and +-2 +-4)",
+    )
     args = parser.parse_args(argv)
-    if min(args.orders) < 1 or min(args.weights) < 0 or args.folds < 2:
-        parser.error("orders must be >= 1, weights >= 0 and --folds >= 2")
+    if min(args.orders) < 1 or min(args.weights) < 0 or args.folds < 2 or min(args.view_shifts, default=1) < 1:
+        parser.error("orders must be >= 1, weights >= 0, --folds >= 2 and --view-shifts >= 1")
     return args
 
 
@@ -46,7 +55,7 @@ def main(args) -> None:
     from udifftext.data.words import TextSampler
     from udifftext.judge import RecognizerJudge
     from udifftext.recognizer.compare import training_crops
-    from udifftext.recognizer.prior import tune_prior
+    from udifftext.recognizer.prior import symmetric_shifts, tune_prior
     from udifftext.recognizer.vitstr import load_recognizer
 
     set_threads(args.threads)
@@ -58,12 +67,15 @@ def main(args) -> None:
     rec = cfg.recognizer
     judge = RecognizerJudge(load_recognizer(rec), rec.img_height, rec.img_width, rec.weights)
     sampler = TextSampler.from_config(cfg.data, "train")
-    rows = tune_prior(judge, training_crops(cfg), sampler, args.orders, args.weights, args.folds)
-    print(f"| order | weight | fold words (n={rows[0]['n words']}) | random strings (n={rows[0]['n random']}) | mix |")
-    print("|---|---|---|---|---|")
+    shift_sets = [symmetric_shifts(args.view_shifts[:n]) for n in range(len(args.view_shifts) + 1)]
+    rows = tune_prior(judge, training_crops(cfg), sampler, args.orders, args.weights, args.folds, shift_sets)
+    words, random = f"fold words (n={rows[0]['n words']})", f"random strings (n={rows[0]['n random']})"
+    print(f"| order | weight | views (px) | {words} | {random} | mix |")
+    print("|---|---|---|---|---|---|")
     for row in rows:
         scores = " | ".join(f"{row[key]:.3f}" for key in ("fold words", "random strings", "mix"))
-        print(f"| {row['order'] or 'greedy'} | {row['weight']} | {scores} |")
+        views = ", ".join(f"{dx:+d}" if dx else "0" for dx in row["shifts"])
+        print(f"| {row['order'] or 'greedy'} | {row['weight']} | {views} | {scores} |")
 
 
 if __name__ == "__main__":

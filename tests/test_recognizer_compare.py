@@ -109,12 +109,14 @@ def test_script_prints_both_readers(tmp_path):
     ctc = dict(decoder="ctc", patch_size=16, patch_width=4, stem="conv")  # a text prior reads CTC outputs
     save_state_dict(ViTSTR(replace(cfg.recognizer, **ctc)).state_dict(), tmp_path / "ctc.safetensors")
     ctc_args = [f"recognizer.{key}={value}" for key, value in ctc.items()]
-    scored = [*cmd, "--transcription", str(tmp_path / "reading"), "--prior-weight", "0.7"]
+    scored = [*cmd, "--transcription", str(tmp_path / "reading"), "--prior-weight", "0.7", "--view-shifts", "2"]
     scored = [*scored, f"recognizer.weights={tmp_path / 'ctc.safetensors'}", *ctc_args, "eval_samples=8"]
     scored = subprocess.run(scored, capture_output=True, text=True, cwd=ROOT)
     assert scored.returncode == 0 and "| person (transcription) | all | 4 |" in scored.stdout, scored.stderr
     assert "| ours (ViTSTR) | all | 4 |" in scored.stdout  # every reader on the transcribed crops only
-    assert "| ours + text prior | all | 4 |" in scored.stdout
+    assert "| ours + text prior, views -2..2 px | all | 4 |" in scored.stdout
+    no_prior = subprocess.run([*args, "--view-shifts", "2"], capture_output=True, text=True, cwd=ROOT)
+    assert no_prior.returncode == 2 and "--prior-weight" in no_prior.stderr
 
 
 def test_squeeze_crops_keeps_only_the_detail_of_the_smaller_size(heldout):

@@ -15,7 +15,11 @@ from udifftext.recognizer.prior import (
     PriorReader,
     TextPrior,
     ctc_beam_search,
+    ctc_log_likelihoods,
     in_tuning_fold,
+    read_views,
+    shifted,
+    symmetric_shifts,
     tune_prior,
 )
 from udifftext.recognizer.vitstr import ViTSTR
@@ -82,8 +86,11 @@ def test_prior_reader_reads_a_ctc_recognizer_and_refuses_positions():
     prior = TextPrior(TextSampler(["the"], cfg.alphabet, 1, 12, 0.3), order=3)
     reads = PriorReader(judge, prior, weight=0.7).read(crops)
     with torch.no_grad():
-        log_probs = judge.recognizer(judge.inputs(crops)).log_softmax(dim=-1).numpy()  # (3, 16 tokens, 95)
-    assert reads == [ctc_beam_search(frames, cfg.alphabet, prior, 0.7) for frames in log_probs]
+        log_probs = judge.recognizer(judge.inputs(crops)).log_softmax(dim=-1)  # (3, 16 tokens, 95)
+        moved = [judge.recognizer(shifted(judge.inputs(crops), dx)).log_softmax(dim=-1) for dx in (-2, 0, 2)]
+    assert reads == [ctc_beam_search(frames, cfg.alphabet, prior, 0.7) for frames in log_probs.numpy()]
+    voted = PriorReader(judge, prior, weight=0.7, shifts=(-2, 0, 2)).read(crops)
+    assert voted == [read_views(torch.stack(moved)[:, i], cfg.alphabet, prior, 0.7) for i in range(3)]
     positions = RecognizerJudge(ViTSTR(RecognizerConfig(**tiny, patch_size=8)), 16, 64, "random")
     with pytest.raises(ValueError, match="reads CTC outputs"):
         PriorReader(positions, prior, weight=0.7)
@@ -101,10 +108,51 @@ def test_tune_prior_scores_random_strings_and_words_the_prior_never_saw():
     assert 0.15 < np.mean(fold) < 0.25  # one word in five
     assert all(in_tuning_fold(w.upper(), 5) == f for w, f in zip(sampler.words[:200], fold[:200], strict=True))
     probe = training_crops(cfg)
-    rows = tune_prior(judge, probe, sampler, orders=[3, 4], weights=[0.0, 0.7])
-    assert [(r["order"], r["weight"]) for r in rows] == [(0, 0.0), (3, 0.0), (3, 0.7), (4, 0.0), (4, 0.7)]
+    rows = tune_prior(judge, probe, sampler, orders=[3, 4], weights=[0.0, 0.7], shift_sets=[(0,), (-2, 0, 2)])
+    settings = [(o, w, s) for o in (3, 4) for w in (0.0, 0.7) for s in ((0,), (-2, 0, 2))]
+    assert [(r["order"], r["weight"], r["shifts"]) for r in rows] == [(0, 0.0, (0,)), *settings]
     words = [t for t, w in zip(probe.texts, probe.is_list_word, strict=True) if w]
     assert rows[0]["n words"] == sum(in_tuning_fold(t, 5) for t in words) < len(words)  # other words are left out
     assert rows[0]["n random"] == len(probe.texts) - len(words)
     p = sampler.random_string_prob
     assert all(r["mix"] == pytest.approx(p * r["random strings"] + (1 - p) * r["fold words"]) for r in rows)
+
+
+def test_shifted_views_move_the_crop_and_repeat_its_edge():
+    images = torch.arange(2 * 3 * 8, dtype=torch.float32).reshape(2, 1, 3, 8)
+    right, left = shifted(images, 2), shifted(images, -3)
+    assert right.shape == left.shape == images.shape and torch.equal(shifted(images, 0), images)
+    assert torch.equal(right[..., 2:], images[..., :-2]) and torch.equal(
+        right[..., :2], images[..., :1].expand(-1, -1, -1, 2)
+    )
+    assert torch.equal(left[..., :-3], images[..., 3:]) and torch.equal(
+        left[..., -3:], images[..., -1:].expand(-1, -1, -1, 3)
+    )
+    assert symmetric_shifts([2, 4]) == (-4, -2, 0, 2, 4) and symmetric_shifts([]) == (0,)
+    with pytest.raises(ValueError, match="positive"):
+        symmetric_shifts([0])
+
+
+def test_ctc_log_likelihood_sums_every_alignment():
+    frames = np.log(np.array([[0.2, 0.7, 0.1], [0.5, 0.3, 0.2]]))  # classes: blank, a, b
+    p = np.exp(frames)
+    expected = {
+        "a": p[0, 1] * p[1, 1] + p[0, 1] * p[1, 0] + p[0, 0] * p[1, 1],  # aa, a-, -a
+        "ab": p[0, 1] * p[1, 2],
+        "": p[0, 0] * p[1, 0],
+    }
+    got = ctc_log_likelihoods(torch.from_numpy(frames).float(), list(expected), "ab")
+    assert np.exp(got) == pytest.approx(list(expected.values()), rel=1e-5)
+
+
+def test_views_vote_with_their_likelihoods():
+    """Two views of one crop read 'ab' and 'ac' alone; 'ab' is the likelier over both views, so it wins either way
+    round, where reading either view alone gives its own reading."""
+    prior = TextPrior(_sampler(["the"]), order=3)
+    sure_b = _frames({"a": 0.9}, {"b": 0.5, "c": 0.4})
+    unsure_c = _frames({"a": 0.9}, {"c": 0.5, "b": 0.45})
+    alphabet = ALPHABET + ALPHABET.upper()
+    assert [ctc_beam_search(f, alphabet, prior, 0.0) for f in (sure_b, unsure_c)] == ["ab", "ac"]
+    for views in ((sure_b, unsure_c), (unsure_c, sure_b)):
+        assert read_views(torch.from_numpy(np.stack(views)).float(), alphabet, prior, 0.0) == "ab"
+    assert read_views(torch.from_numpy(unsure_c[None]).float(), alphabet, prior, 0.0) == "ac"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,8 @@ from udifftext.config import DataConfig
 from udifftext.data.words import CASE_PROBS, TextSampler, cased
 
 if TYPE_CHECKING:
+    import torch
+
     from udifftext.judge import RecognizerJudge
     from udifftext.recognizer.compare import WordCrops
 
@@ -112,6 +115,12 @@ class TextPrior:
         return float(np.logaddexp(random, word))
 
 
+def prior_bonus(prior: TextPrior, weight: float, prior_log: float, text: str) -> float:
+    """The prior's part of a reading's score: `weight` times `prior_log` (log P of `text` or of a text starting with
+    it) relative to uniform characters; none at weight 0, where a -inf prior must not turn a score into NaN."""
+    return weight * (prior_log - len(text) * prior.char_log) if weight else 0.0
+
+
 def ctc_beam_search(
     log_probs: np.ndarray,
     alphabet: str,
@@ -128,8 +137,7 @@ def ctc_beam_search(
     characters extend a prefix."""
 
     def fused(prior_log: float, text: str) -> float:
-        """The prior's part of a score (none at weight 0, where a -inf prior must not turn it into NaN)."""
-        return weight * (prior_log - len(text) * prior.char_log) if weight else 0.0
+        return prior_bonus(prior, weight, prior_log, text)
 
     frames = log_probs.shape[0]
     beams: dict[str, tuple[float, float]] = {"": (0.0, NEG_INF)}  # prefix -> (log P ending in blank, in a char)
@@ -158,21 +166,83 @@ def ctc_beam_search(
     return max(finals, key=finals.get)
 
 
-class PriorReader:
-    """A CTC recognizer (as a `RecognizerJudge`) whose outputs are read by `ctc_beam_search` with `prior`."""
+def symmetric_shifts(magnitudes: Sequence[int]) -> tuple[int, ...]:
+    """The crop as it is and moved by each of `magnitudes` px to either side: (2, 4) -> (-4, -2, 0, 2, 4)."""
+    if any(m <= 0 for m in magnitudes):
+        raise ValueError(f"view shifts are positive pixel counts, got {list(magnitudes)}")
+    return tuple(sorted({0, *magnitudes, *(-m for m in magnitudes)}))
 
-    def __init__(self, judge: RecognizerJudge, prior: TextPrior, weight: float) -> None:
+
+def shifted(images: torch.Tensor, dx: int) -> torch.Tensor:
+    """(B, C, h, w) images moved `dx` px to the right (to the left when negative), the edge column repeated into
+    the gap: the same crop seen at another phase of the recognizer's column tokens."""
+    import torch.nn.functional as F
+
+    if dx == 0:
+        return images
+    width = images.shape[-1]
+    padded = F.pad(images, (max(dx, 0), max(-dx, 0), 0, 0), mode="replicate")
+    return padded[..., max(-dx, 0) : max(-dx, 0) + width]
+
+
+def ctc_log_likelihoods(log_probs: torch.Tensor, texts: list[str], alphabet: str) -> np.ndarray:
+    """log P_ctc(text | frames) of each of `texts` under (T, C) log-softmax outputs (class 0 the blank)."""
+    import torch
+    import torch.nn.functional as F
+
+    frames = log_probs.shape[0]
+    ids = {c: k + 1 for k, c in enumerate(alphabet)}
+    targets = torch.tensor([ids[c] for text in texts for c in text], dtype=torch.long)
+    lengths = torch.tensor([len(text) for text in texts], dtype=torch.long)
+    repeated = log_probs[:, None, :].expand(frames, len(texts), log_probs.shape[1])  # (T, N, C)
+    losses = F.ctc_loss(repeated, targets, torch.full_like(lengths, frames), lengths, reduction="none")
+    return -losses.numpy()
+
+
+def read_views(log_probs: torch.Tensor, alphabet: str, prior: TextPrior, weight: float) -> str:
+    """One crop seen in several views, (V, T, C) log-softmax outputs: each view's `ctc_beam_search` reading is a
+    candidate, and the candidate with the highest mean log P_ctc over the views plus the prior's bonus wins (views
+    vote with their likelihoods, not with their readings)."""
+    candidates = sorted({ctc_beam_search(frames, alphabet, prior, weight) for frames in log_probs.numpy()})
+    if len(candidates) == 1:
+        return candidates[0]
+    likelihood = np.mean([ctc_log_likelihoods(view, candidates, alphabet) for view in log_probs], axis=0)
+    scores = [
+        ll + prior_bonus(prior, weight, prior.text_log(t), t) for ll, t in zip(likelihood, candidates, strict=True)
+    ]
+    return candidates[int(np.argmax(scores))]
+
+
+class PriorReader:
+    """A CTC recognizer (as a `RecognizerJudge`) whose outputs are read by `ctc_beam_search` with `prior`; with
+    more than one of `shifts` (px), each crop is also read moved by each and the views vote (`read_views`)."""
+
+    def __init__(self, judge: RecognizerJudge, prior: TextPrior, weight: float, shifts: tuple[int, ...] = (0,)) -> None:
         if judge.recognizer.cfg.decoder != "ctc":
             raise ValueError(f"a text prior reads CTC outputs: recognizer.decoder is '{judge.recognizer.cfg.decoder}'")
-        self.judge, self.prior, self.weight = judge, prior, weight
+        if not shifts:
+            raise ValueError("shifts must name at least one view (0: the crop as it is)")
+        self.judge, self.prior, self.weight, self.shifts = judge, prior, weight, tuple(shifts)
 
     def read(self, crops: list[np.ndarray]) -> list[str]:
-        import torch
+        return read_log_probs(view_log_probs(self.judge, crops, self.shifts), self.judge, self.prior, self.weight)
 
-        with torch.no_grad():
-            log_probs = self.judge.recognizer(self.judge.inputs(crops)).log_softmax(dim=-1).numpy()  # (B, T, C)
-        alphabet = self.judge.recognizer.cfg.alphabet
-        return [ctc_beam_search(frames, alphabet, self.prior, self.weight) for frames in log_probs]
+
+def view_log_probs(judge: RecognizerJudge, crops: list[np.ndarray], shifts: tuple[int, ...]) -> torch.Tensor:
+    """(V, B, T, C) the recognizer's log-softmax outputs for the crops moved by each of `shifts` px."""
+    import torch
+
+    images = judge.inputs(crops)
+    with torch.no_grad():
+        return torch.stack([judge.recognizer(shifted(images, dx)).log_softmax(dim=-1) for dx in shifts])
+
+
+def read_log_probs(log_probs: torch.Tensor, judge: RecognizerJudge, prior: TextPrior, weight: float) -> list[str]:
+    """Readings of (V, B, T, C) view outputs: the beam search alone for one view, `read_views` for several."""
+    alphabet = judge.recognizer.cfg.alphabet
+    if log_probs.shape[0] == 1:
+        return [ctc_beam_search(frames, alphabet, prior, weight) for frames in log_probs[0].numpy()]
+    return [read_views(log_probs[:, i], alphabet, prior, weight) for i in range(log_probs.shape[1])]
 
 
 def in_tuning_fold(word: str, folds: int) -> bool:
@@ -188,13 +258,13 @@ def tune_prior(
     orders: list[int],
     weights: list[float],
     folds: int = 5,
+    shift_sets: Sequence[tuple[int, ...]] = ((0,),),
 ) -> list[dict]:
-    """Choose the prior's order and weight without the held-out split and without leaking words: the prior is
-    fitted on the training words outside the tuning fold, and scored on the training crops (`probe`) of random
-    strings and of the fold's words, which it has never seen. One row per (order, weight), greedy reading first
-    (order 0, weight 0); ``mix`` weighs the two kinds of text as the engine draws them."""
-    import torch
-
+    """Choose the prior's order and weight, and the views a crop is read in, without the held-out split and without
+    leaking words: the prior is fitted on the training words outside the tuning fold, and scored on the training
+    crops (`probe`) of random strings and of the fold's words, which it has never seen. One row per (order, weight,
+    shifts), greedy reading first (order 0, weight 0); ``mix`` weighs the two kinds of text as the engine draws
+    them."""
     fitted = replace(sampler, words=[w for w in sampler.words if not in_tuning_fold(w, folds)])
     keep = [
         i
@@ -202,10 +272,10 @@ def tune_prior(
         if not w or in_tuning_fold(t, folds)
     ]
     texts, is_word = [probe.texts[i] for i in keep], [probe.is_list_word[i] for i in keep]
-    with torch.no_grad():
-        log_probs = judge.recognizer(judge.inputs([probe.crops[i] for i in keep])).log_softmax(dim=-1)  # (N, T, C)
+    every_shift = sorted({0, *(dx for shifts in shift_sets for dx in shifts)})
+    log_probs = view_log_probs(judge, [probe.crops[i] for i in keep], tuple(every_shift))  # (V, N, T, C)
 
-    def row(order: int, weight: float, reads: list[str]) -> dict:
+    def row(order: int, weight: float, shifts: tuple[int, ...], reads: list[str]) -> dict:
         right = [r == t for r, t in zip(reads, texts, strict=True)]
         words = float(np.mean([r for r, w in zip(right, is_word, strict=True) if w])) if any(is_word) else 0.0
         random = float(np.mean([r for r, w in zip(right, is_word, strict=True) if not w])) if not all(is_word) else 0.0
@@ -213,6 +283,7 @@ def tune_prior(
         return {
             "order": order,
             "weight": weight,
+            "shifts": shifts,
             "fold words": words,
             "random strings": random,
             "mix": mix,
@@ -220,10 +291,11 @@ def tune_prior(
             "n random": len(is_word) - sum(is_word),
         }
 
-    rows = [row(0, 0.0, judge.recognizer.decode(log_probs))]
-    alphabet = judge.recognizer.cfg.alphabet
+    rows = [row(0, 0.0, (0,), judge.recognizer.decode(log_probs[every_shift.index(0)]))]
     for order in orders:
         prior = TextPrior(fitted, order)
         for weight in weights:
-            rows.append(row(order, weight, [ctc_beam_search(f, alphabet, prior, weight) for f in log_probs.numpy()]))
+            for shifts in shift_sets:
+                views = log_probs[[every_shift.index(dx) for dx in shifts]]
+                rows.append(row(order, weight, tuple(shifts), read_log_probs(views, judge, prior, weight)))
     return rows
