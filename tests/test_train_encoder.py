@@ -133,6 +133,8 @@ def test_a_ctc_recognizer_run_learns_and_exports_its_decoder(tmp_path):
     assert metrics["global_step"] == 40 and metrics["heldout"]["samples"] == 16
     with_prior = metrics["heldout"]["with_prior"]  # the same crops read with the training texts' prior
     assert with_prior["samples"] == 16 and with_prior["weight"] == 0.7 and 0 <= with_prior["char_acc"] <= 1
+    voted = metrics["heldout"]["with_prior_views"]  # ... and in views moved 2 px to either side (eval_view_shifts)
+    assert voted["samples"] == 16 and voted["shifts"] == [-2, 0, 2] and 0 <= voted["char_acc"] <= 1
     from udifftext.recognizer.vitstr import load_recognizer
 
     export = out / "export" / "recognizer.safetensors"

@@ -312,6 +312,8 @@ class EncoderStageConfig:
     # a CTC recognizer's final held-out figures are also read with the training texts' prior at this weight
     # ("with_prior" in eval.json's "heldout"; udifftext.recognizer.prior); 0 = greedy only
     eval_prior_weight: float = 0.7
+    # ... and in shifted views that vote (the crop moved by these px to either side; "with_prior_views"); [] = not
+    eval_view_shifts: list[int] = field(default_factory=lambda: [2])
     retrieval_pool: int = 256  # text->image retrieval top-1 is measured among this many held-out crops
 
 

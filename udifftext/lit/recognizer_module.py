@@ -10,7 +10,7 @@ import torch
 
 from udifftext.config import EncoderStageConfig
 from udifftext.lit.trainer import build_optimizer
-from udifftext.recognizer.prior import TextPrior, ctc_beam_search
+from udifftext.recognizer.prior import TextPrior, read_log_probs, symmetric_shifts, view_log_probs
 from udifftext.recognizer.vitstr import ViTSTR, load_recognizer
 from udifftext.text.metrics import char_accuracy, word_accuracy
 
@@ -62,21 +62,28 @@ class LitRecognizer(pl.LightningModule):
     @torch.no_grad()
     def evaluate(self, loader: Iterable[dict]) -> dict[str, Any]:
         """Held-out figures: exact word accuracy and character accuracy, read greedily; for a CTC recognizer with
-        ``eval_prior_weight`` also read by beam search with the training texts' prior (``with_prior``)."""
+        ``eval_prior_weight`` also read by beam search with the training texts' prior (``with_prior``), and with
+        ``eval_view_shifts`` in shifted views that vote as well (``with_prior_views``)."""
         self.recognizer.eval()
+        ctc = self.cfg.eval_prior_weight and self.recognizer.cfg.decoder == "ctc"
+        views = symmetric_shifts(self.cfg.eval_view_shifts) if ctc else (0,)
         greedy, frames = [], []
         for batch in loader:
-            logits = self.recognizer(batch["word_crop"].to(self.device))  # (B, T, C)
-            greedy.append((self.recognizer.decode(logits), list(batch["text"])))
-            frames.append((logits.log_softmax(dim=-1).cpu().numpy(), list(batch["text"])))
+            log_probs = view_log_probs(self.recognizer, batch["word_crop"].to(self.device), views)  # (V, B, T, C)
+            greedy.append((self.recognizer.decode(log_probs[views.index(0)]), list(batch["text"])))
+            frames.append((log_probs.cpu(), list(batch["text"])))
         figures: dict[str, Any] = self.summarize(greedy)
-        weight = self.cfg.eval_prior_weight
-        if weight and self.recognizer.cfg.decoder == "ctc":
-            prior, alphabet = TextPrior.from_config(self.cfg.data), self.recognizer.cfg.alphabet
-            reads = [
-                ([ctc_beam_search(f, alphabet, prior, weight) for f in log_probs], texts) for log_probs, texts in frames
-            ]
-            figures["with_prior"] = {**self.summarize(reads), "weight": weight}
+        if ctc:
+            weight, prior, alphabet = (
+                self.cfg.eval_prior_weight,
+                TextPrior.from_config(self.cfg.data),
+                self.cfg.recognizer.alphabet,
+            )
+            alone = [(read_log_probs(f[[views.index(0)]], alphabet, prior, weight), texts) for f, texts in frames]
+            figures["with_prior"] = {**self.summarize(alone), "weight": weight}
+            if len(views) > 1:
+                voted = [(read_log_probs(f, alphabet, prior, weight), texts) for f, texts in frames]
+                figures["with_prior_views"] = {**self.summarize(voted), "weight": weight, "shifts": list(views)}
         return figures
 
     def configure_optimizers(self):

@@ -225,21 +225,22 @@ class PriorReader:
         self.judge, self.prior, self.weight, self.shifts = judge, prior, weight, tuple(shifts)
 
     def read(self, crops: list[np.ndarray]) -> list[str]:
-        return read_log_probs(view_log_probs(self.judge, crops, self.shifts), self.judge, self.prior, self.weight)
+        import torch
+
+        with torch.no_grad():
+            log_probs = view_log_probs(self.judge.recognizer, self.judge.inputs(crops), self.shifts)
+        return read_log_probs(log_probs, self.judge.recognizer.cfg.alphabet, self.prior, self.weight)
 
 
-def view_log_probs(judge: RecognizerJudge, crops: list[np.ndarray], shifts: tuple[int, ...]) -> torch.Tensor:
-    """(V, B, T, C) the recognizer's log-softmax outputs for the crops moved by each of `shifts` px."""
+def view_log_probs(recognizer: torch.nn.Module, images: torch.Tensor, shifts: tuple[int, ...]) -> torch.Tensor:
+    """(V, B, T, C) a CTC recognizer's log-softmax outputs for (B, 1, h, w) `images` moved by each of `shifts` px."""
     import torch
 
-    images = judge.inputs(crops)
-    with torch.no_grad():
-        return torch.stack([judge.recognizer(shifted(images, dx)).log_softmax(dim=-1) for dx in shifts])
+    return torch.stack([recognizer(shifted(images, dx)).log_softmax(dim=-1) for dx in shifts])
 
 
-def read_log_probs(log_probs: torch.Tensor, judge: RecognizerJudge, prior: TextPrior, weight: float) -> list[str]:
+def read_log_probs(log_probs: torch.Tensor, alphabet: str, prior: TextPrior, weight: float) -> list[str]:
     """Readings of (V, B, T, C) view outputs: the beam search alone for one view, `read_views` for several."""
-    alphabet = judge.recognizer.cfg.alphabet
     if log_probs.shape[0] == 1:
         return [ctc_beam_search(frames, alphabet, prior, weight) for frames in log_probs[0].numpy()]
     return [read_views(log_probs[:, i], alphabet, prior, weight) for i in range(log_probs.shape[1])]
@@ -265,6 +266,8 @@ def tune_prior(
     crops (`probe`) of random strings and of the fold's words, which it has never seen. One row per (order, weight,
     shifts), greedy reading first (order 0, weight 0); ``mix`` weighs the two kinds of text as the engine draws
     them."""
+    import torch
+
     fitted = replace(sampler, words=[w for w in sampler.words if not in_tuning_fold(w, folds)])
     keep = [
         i
@@ -273,7 +276,10 @@ def tune_prior(
     ]
     texts, is_word = [probe.texts[i] for i in keep], [probe.is_list_word[i] for i in keep]
     every_shift = sorted({0, *(dx for shifts in shift_sets for dx in shifts)})
-    log_probs = view_log_probs(judge, [probe.crops[i] for i in keep], tuple(every_shift))  # (V, N, T, C)
+    with torch.no_grad():
+        images = judge.inputs([probe.crops[i] for i in keep])
+        log_probs = view_log_probs(judge.recognizer, images, tuple(every_shift))  # (V, N, T, C)
+    alphabet = judge.recognizer.cfg.alphabet
 
     def row(order: int, weight: float, shifts: tuple[int, ...], reads: list[str]) -> dict:
         right = [r == t for r, t in zip(reads, texts, strict=True)]
@@ -297,5 +303,5 @@ def tune_prior(
         for weight in weights:
             for shifts in shift_sets:
                 views = log_probs[[every_shift.index(dx) for dx in shifts]]
-                rows.append(row(order, weight, tuple(shifts), read_log_probs(views, judge, prior, weight)))
+                rows.append(row(order, weight, tuple(shifts), read_log_probs(views, alphabet, prior, weight)))
     return rows
