@@ -74,11 +74,8 @@ class LitRecognizer(pl.LightningModule):
             frames.append((log_probs.cpu(), list(batch["text"])))
         figures: dict[str, Any] = self.summarize(greedy)
         if ctc:
-            weight, prior, alphabet = (
-                self.cfg.eval_prior_weight,
-                TextPrior.from_config(self.cfg.data),
-                self.cfg.recognizer.alphabet,
-            )
+            weight, alphabet = self.cfg.eval_prior_weight, self.recognizer.cfg.alphabet
+            prior = TextPrior.from_config(self.cfg.data)
             alone = [(read_log_probs(f[[views.index(0)]], alphabet, prior, weight), texts) for f, texts in frames]
             figures["with_prior"] = {**self.summarize(alone), "weight": weight}
             if len(views) > 1:

@@ -6,7 +6,9 @@ list words modelled by a character n-gram fitted on the *training* split's words
 smoothing), so it scores unseen held-out words by their spelling, never by looking them up. `ctc_beam_search`
 reads (T, C) CTC log-probabilities with it (Hannun et al. 2014, "prefix beam search" with shallow fusion): each
 prefix scores ``log P_ctc + weight * log P_prior`` (the prior relative to uniform characters). `ViTSTR.decode`
-reads the likeliest frame by frame instead, without a prior.
+reads the likeliest frame by frame instead, without a prior. `read_views` reads a crop seen at several shifts (the
+same crop moved by a fraction of a column token): each view's reading is a candidate, and the candidates are
+rescored by their mean CTC likelihood over the views plus the prior.
 """
 
 from __future__ import annotations
@@ -136,9 +138,6 @@ def ctc_beam_search(
     class 0 the blank, class k the alphabet's k-th character; at each frame only the `candidates` likeliest
     characters extend a prefix."""
 
-    def fused(prior_log: float, text: str) -> float:
-        return prior_bonus(prior, weight, prior_log, text)
-
     frames = log_probs.shape[0]
     beams: dict[str, tuple[float, float]] = {"": (0.0, NEG_INF)}  # prefix -> (log P ending in blank, in a char)
     top = np.argsort(-log_probs[:, 1:], axis=1)[:, :candidates] + 1  # (T, candidates) class ids
@@ -159,10 +158,12 @@ def ctc_beam_search(
 
         def score(item: tuple[str, list[float]]) -> float:
             prefix, (blank, char) = item
-            return float(np.logaddexp(blank, char)) + fused(prior.prefix_log(prefix), prefix)
+            return float(np.logaddexp(blank, char)) + prior_bonus(prior, weight, prior.prefix_log(prefix), prefix)
 
         beams = {prefix: (b, c) for prefix, (b, c) in sorted(grown.items(), key=score, reverse=True)[:beam]}
-    finals = {p: float(np.logaddexp(b, c)) + fused(prior.text_log(p), p) for p, (b, c) in beams.items()}
+    finals = {
+        p: float(np.logaddexp(b, c)) + prior_bonus(prior, weight, prior.text_log(p), p) for p, (b, c) in beams.items()
+    }
     return max(finals, key=finals.get)
 
 
@@ -233,7 +234,7 @@ class PriorReader:
 
 
 def view_log_probs(recognizer: torch.nn.Module, images: torch.Tensor, shifts: tuple[int, ...]) -> torch.Tensor:
-    """(V, B, T, C) a CTC recognizer's log-softmax outputs for (B, 1, h, w) `images` moved by each of `shifts` px."""
+    """(V, B, T, C) the recognizer's log-softmax outputs for (B, 1, h, w) `images` moved by each of `shifts` px."""
     import torch
 
     return torch.stack([recognizer(shifted(images, dx)).log_softmax(dim=-1) for dx in shifts])
