@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import sys
 
-from udifftext.cli import add_threads_flag, config_parser, load_or_exit, set_threads
+from udifftext.cli import add_threads_flag, comma_separated, config_parser, load_or_exit, set_threads
 from udifftext.config import EncoderStageConfig
 
 
@@ -58,7 +58,8 @@ def parse_args(argv: list[str] | None = None):
     )
     parser.add_argument(
         "--view-shifts",
-        default="",
+        type=comma_separated(int),
+        default=[],
         help="with --prior-weight: also read each crop moved by these px to either side (comma-separated, e.g. 2,4) "
         "and let the views vote (udifftext.recognizer.prior.read_views)",
     )
@@ -71,10 +72,6 @@ def parse_args(argv: list[str] | None = None):
     args = parser.parse_args(argv)
     if args.prior_weight < 0:
         parser.error(f"--prior-weight must be >= 0, got {args.prior_weight}")
-    try:
-        args.view_shifts = [int(part) for part in args.view_shifts.split(",")] if args.view_shifts else []
-    except ValueError:
-        parser.error(f"--view-shifts takes comma-separated pixel counts, e.g. 2,4, got '{args.view_shifts}'")
     if args.view_shifts and (not args.prior_weight or min(args.view_shifts) < 1):
         parser.error("--view-shifts takes positive pixel counts and reads with the prior: give --prior-weight too")
     if args.sheets and args.transcription:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from udifftext.cli import config_parser, load_or_exit
+from udifftext.cli import comma_separated, config_parser, load_or_exit
 from udifftext.config import EncoderStageConfig
 
 
@@ -22,15 +22,13 @@ def parse_args(argv: list[str] | None = None):
     parser = config_parser(__doc__)
     parser.add_argument(
         "--tolerance",
-        default="0.02,0.05,0.1",
+        type=comma_separated(float),
+        default=[0.02, 0.05, 0.1],
         help="grey-level changes (0..1, comma-separated) a look-alike may make at any pixel; one ceiling for each",
     )
     parser.add_argument("--out", default="", help="write each crop's look-alikes to this JSON file")
     args = parser.parse_args(argv)
-    try:
-        args.tolerance = sorted(float(t) for t in args.tolerance.split(","))
-    except ValueError:
-        parser.error(f"--tolerance takes comma-separated numbers, e.g. 0.02,0.05, got '{args.tolerance}'")
+    args.tolerance = sorted(args.tolerance)
     if not 0 <= args.tolerance[0] <= args.tolerance[-1] <= 1:
         parser.error(f"--tolerance takes grey levels between 0 and 1, got {args.tolerance}")
     if args.out and Path(args.out).exists():
@@ -43,7 +41,7 @@ def main(args) -> None:
 
     from udifftext.data.ambiguity import CropLookAlikes, reading_ceiling
     from udifftext.data.synth import heldout_word_crops
-    from udifftext.data.words import TextSampler, load_words
+    from udifftext.data.words import TextSampler
     from udifftext.io import atomic_write_json
 
     cfg = load_or_exit(EncoderStageConfig, args.config, args.overrides, print_config=args.print_config)
@@ -52,7 +50,7 @@ def main(args) -> None:
         sampler = TextSampler.from_config(cfg.data, "heldout")
     except ValueError as error:
         sys.exit(f"error: {error}")
-    words = {w.lower() for w in load_words(cfg.data, "heldout")}
+    words = {w.lower() for w in sampler.words}
     crops = [CropLookAlikes(dataset, index) for index in range(len(dataset))]
     for crop in tqdm(crops, desc="drawing every substitution", unit="crop"):
         crop.within(args.tolerance[-1])  # draws each one once; the ceilings below reuse the differences

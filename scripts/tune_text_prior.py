@@ -16,31 +16,23 @@ from __future__ import annotations
 
 import sys
 
-from udifftext.cli import add_threads_flag, config_parser, load_or_exit, set_threads
+from udifftext.cli import add_threads_flag, comma_separated, config_parser, load_or_exit, set_threads
 from udifftext.config import EncoderStageConfig
-
-
-def _numbers(kind):
-    def parse(text: str) -> list:
-        try:
-            return [kind(part) for part in text.split(",")]
-        except ValueError as error:
-            raise ValueError(f"expected comma-separated numbers, got '{text}'") from error
-
-    return parse
 
 
 def parse_args(argv: list[str] | None = None):
     parser = config_parser(__doc__)
     add_threads_flag(parser)
-    parser.add_argument("--orders", type=_numbers(int), default=[4, 5, 6, 7], help="n-gram orders (comma-separated)")
     parser.add_argument(
-        "--weights", type=_numbers(float), default=[0.3, 0.5, 0.7, 1.0], help="prior weights (comma-separated)"
+        "--orders", type=comma_separated(int), default=[4, 5, 6, 7], help="n-gram orders (comma-separated)"
+    )
+    parser.add_argument(
+        "--weights", type=comma_separated(float), default=[0.3, 0.5, 0.7, 1.0], help="prior weights (comma-separated)"
     )
     parser.add_argument("--folds", type=int, default=5, help="one training word in FOLDS is kept out of the prior")
     parser.add_argument(
         "--view-shifts",
-        type=_numbers(int),
+        type=comma_separated(int),
         default=[],
         help="also read each crop moved by these px to either side (comma-separated; each prefix is tried: 2,4 tries "
         "no views, +-2, and +-2 +-4)",

@@ -26,6 +26,18 @@ def config_parser(doc: str | None, config_required: bool = True) -> argparse.Arg
     return parser
 
 
+def comma_separated(kind: Callable[[str], T]) -> Callable[[str], list[T]]:
+    """An argparse `type` for "2,4"-style lists of numbers: `comma_separated(int)("2,4") == [2, 4]`."""
+
+    def parse(text: str) -> list[T]:
+        try:
+            return [kind(part) for part in text.split(",")]
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got '{text}'") from error
+
+    return parse
+
+
 def add_threads_flag(parser: argparse.ArgumentParser) -> None:
     """`--threads N`: torch CPU threads for a one-process script (0 = torch's default)."""
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")

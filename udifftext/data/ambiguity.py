@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from udifftext.data.synth import WordCropDataset
+from udifftext.data.words import cased
 
 MAX_COMBINATIONS = 4096  # texts with two or more look-alike substitutions checked per crop and tolerance
 
@@ -72,7 +73,8 @@ def _combinations(text: str, choices: list[list[str]]) -> Iterator[str]:
 
 
 def _case_variants(text: str) -> set[str]:
-    return {text.lower(), text.upper(), text[:1].upper() + text[1:].lower(), text.swapcase()}
+    """The engine's three cases of `text` (`cased`) and its case swapped."""
+    return {*cased(text), text.swapcase()}
 
 
 def best_reading_score(text: str, look_alikes: list[str], probability: Callable[[str], float]) -> float:

@@ -49,9 +49,14 @@ def text_colour(rng: np.random.Generator, background: np.ndarray) -> np.ndarray:
     return colour
 
 
+def _colour_over_background(background: np.ndarray, colour: np.ndarray) -> np.ndarray:
+    """(h, w) luminance(colour) - luminance(background) of an (h, w, 3) background and a (3,) colour."""
+    return _luminance(colour) - background @ np.asarray(LUMA_WEIGHTS, np.float32)
+
+
 def _luminance_difference(background: np.ndarray, colour: np.ndarray) -> np.ndarray:
-    """(h, w) |luminance(colour) - luminance(background)| of an (h, w, 3) background and a (3,) colour."""
-    return np.abs(_luminance(colour) - background @ np.asarray(LUMA_WEIGHTS, np.float32))
+    """(h, w) |luminance(colour) - luminance(background)|."""
+    return np.abs(_colour_over_background(background, colour))
 
 
 def _weakest_ink_mean(char_alphas: np.ndarray, values: np.ndarray) -> float:
@@ -156,8 +161,8 @@ class WordCropDataset(Dataset):
         """(word_crop_height, word_crop_width) luminance of crop `index`'s text colour minus its background's, stretched
         as the crop is: what a unit of ink changes in the crop's grey level at each pixel (before the blur)."""
         layers = self._compose(_rng(self.cfg, self.cfg.split, CROP_STREAM, index))
-        difference = _luminance(layers.colour) - layers.background @ np.asarray(LUMA_WEIGHTS, np.float32)  # (h, w)
-        return resize(difference.astype(np.float32), self.cfg.word_crop_height, self.cfg.word_crop_width)
+        difference = _colour_over_background(layers.background, layers.colour).astype(np.float32)  # (h, w)
+        return resize(difference, self.cfg.word_crop_height, self.cfg.word_crop_width)
 
     def _compose(self, rng: np.random.Generator) -> _CropLayers:
         """The crop's ink with a background and colour drawn for it, redrawn while its weakest letter is below the

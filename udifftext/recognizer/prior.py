@@ -137,7 +137,6 @@ def ctc_beam_search(
     uncertain ones), a text shaped like a word gains. `log_probs`: (T, 1 + len(alphabet)) log-softmax outputs,
     class 0 the blank, class k the alphabet's k-th character; at each frame only the `candidates` likeliest
     characters extend a prefix."""
-
     frames = log_probs.shape[0]
     beams: dict[str, tuple[float, float]] = {"": (0.0, NEG_INF)}  # prefix -> (log P ending in blank, in a char)
     top = np.argsort(-log_probs[:, 1:], axis=1)[:, :candidates] + 1  # (T, candidates) class ids
