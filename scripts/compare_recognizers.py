@@ -12,6 +12,8 @@ px and stretches it back: how much of the crop's height or width the readers nee
 `--prior-weight 0.7` adds a row for our recognizer read with the engine's text prior (a character 6-gram of the
 training words mixed with random strings, udifftext.recognizer.prior; CTC recognizers only). With `--view-shifts 2`
 that reader also reads each crop moved 2 px to either side, and the three views vote with their likelihoods.
+`--ensemble A.safetensors,B.safetensors` adds more exported CTC recognizers (their .yaml beside them, any crop
+width) whose views vote with ours.
 
 A person as a third reader: `--sheets DIR` draws `--sheet-crops` random crops as numbered sheets without their texts
 (no weights needed) and an empty DIR/transcription.txt; fill in what you read (`position: text`, nothing where
@@ -63,6 +65,12 @@ def parse_args(argv: list[str] | None = None):
         help="with --prior-weight: also read each crop moved by these px to either side (comma-separated, e.g. 2,4) "
         "and let the views vote (udifftext.recognizer.prior.read_views)",
     )
+    parser.add_argument(
+        "--ensemble",
+        type=comma_separated(str),
+        default=[],
+        help="with --prior-weight: more exported recognizers (.safetensors, comma-separated) whose views vote too",
+    )
     parser.add_argument("--sheets", metavar="DIR", default="", help="write blind reading sheets to DIR and exit")
     parser.add_argument("--sheet-crops", type=int, default=160, help="crops on the sheets (a random sample)")
     parser.add_argument("--sheet-seed", type=int, default=0, help="seed of the sheets' sample")
@@ -74,6 +82,8 @@ def parse_args(argv: list[str] | None = None):
         parser.error(f"--prior-weight must be >= 0, got {args.prior_weight}")
     if args.view_shifts and (not args.prior_weight or min(args.view_shifts) < 1):
         parser.error("--view-shifts takes positive pixel counts and reads with the prior: give --prior-weight too")
+    if args.ensemble and not args.prior_weight:
+        parser.error("--ensemble reads with the prior: give --prior-weight too")
     if args.sheets and args.transcription:
         parser.error("--sheets writes a reading, --transcription scores one: give one of them")
     if args.length_bucket < 1:
@@ -87,7 +97,7 @@ def parse_args(argv: list[str] | None = None):
 
 
 def main(args) -> None:
-    from udifftext.judge import OcrJudge, RecognizerJudge
+    from udifftext.judge import OcrJudge, RecognizerJudge, recognizer_judge_from_export
     from udifftext.recognizer.compare import compare_readers, heldout_crops, markdown, squeeze_crops, training_crops
     from udifftext.recognizer.prior import PriorReader, TextPrior, symmetric_shifts
     from udifftext.recognizer.transcribe import read_transcription, sample_positions, subset, write_sheets
@@ -123,10 +133,12 @@ def main(args) -> None:
     if args.prior_weight:
         try:
             shifts = symmetric_shifts(args.view_shifts)
-            with_prior = PriorReader(ours, TextPrior.from_config(cfg.data), args.prior_weight, shifts)
-        except ValueError as error:
+            ensemble = [recognizer_judge_from_export(path) for path in args.ensemble]
+            with_prior = PriorReader(ours, TextPrior.from_config(cfg.data), args.prior_weight, shifts, ensemble)
+        except (FileNotFoundError, ValueError) as error:
             sys.exit(f"error: {error}")
         name = f"ours + text prior, views {shifts[0]}..{shifts[-1]} px" if args.view_shifts else "ours + text prior"
+        name += f" + {len(ensemble)} more recognizers" if ensemble else ""
         readers = {name: with_prior.read, **readers}
     rows = compare_readers(probe, readers, args.length_bucket)
     print(markdown(rows))

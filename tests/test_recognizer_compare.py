@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from udifftext.config import EncoderStageConfig, load_config
+from udifftext.config import EncoderStageConfig, config_to_yaml, load_config
 from udifftext.data.words import load_words
 from udifftext.io import save_state_dict
 from udifftext.recognizer.compare import compare_readers, heldout_crops, markdown, squeeze_crops, training_crops
@@ -108,13 +108,19 @@ def test_script_prints_both_readers(tmp_path):
     (tmp_path / "reading" / "transcription.txt").write_text("0: a\n1: b\n2: c\n3: d\n")
     ctc = dict(decoder="ctc", patch_size=16, patch_width=4, stem="conv")  # a text prior reads CTC outputs
     save_state_dict(ViTSTR(replace(cfg.recognizer, **ctc)).state_dict(), tmp_path / "ctc.safetensors")
-    ctc_args = [f"recognizer.{key}={value}" for key, value in ctc.items()]
+    ctc_args = [f"recognizer.weights={tmp_path / 'ctc.safetensors'}", "eval_samples=8"]
+    ctc_args += [f"recognizer.{key}={value}" for key, value in ctc.items()]
+    (tmp_path / "ctc.yaml").write_text(config_to_yaml(replace(cfg.recognizer, **ctc)))  # as train_encoder exports
     scored = [*cmd, "--transcription", str(tmp_path / "reading"), "--prior-weight", "0.7", "--view-shifts", "2"]
-    scored = [*scored, f"recognizer.weights={tmp_path / 'ctc.safetensors'}", *ctc_args, "eval_samples=8"]
+    scored = [*scored, "--ensemble", str(tmp_path / "ctc.safetensors")]  # a second recognizer's views vote too
+    scored = [*scored, *ctc_args]
     scored = subprocess.run(scored, capture_output=True, text=True, cwd=ROOT)
     assert scored.returncode == 0 and "| person (transcription) | all | 4 |" in scored.stdout, scored.stderr
     assert "| ours (ViTSTR) | all | 4 |" in scored.stdout  # every reader on the transcribed crops only
-    assert "| ours + text prior, views -2..2 px | all | 4 |" in scored.stdout
+    assert "| ours + text prior, views -2..2 px + 1 more recognizers | all | 4 |" in scored.stdout
+    lone = [*cmd, "--prior-weight", "0.7", "--ensemble", str(tmp_path / "lone.safetensors"), *ctc_args]
+    lone = subprocess.run(lone, capture_output=True, text=True, cwd=ROOT)
+    assert lone.returncode == 1 and "lone.yaml does not exist" in lone.stderr
     no_prior = subprocess.run([*args, "--view-shifts", "2"], capture_output=True, text=True, cwd=ROOT)
     assert no_prior.returncode == 2 and "--prior-weight" in no_prior.stderr
 

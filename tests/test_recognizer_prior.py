@@ -96,6 +96,30 @@ def test_prior_reader_reads_a_ctc_recognizer_and_refuses_positions():
         PriorReader(positions, prior, weight=0.7)
 
 
+def test_an_ensemble_of_recognizers_of_other_widths_votes_with_every_view():
+    torch.manual_seed(0)
+    tiny = dict(img_height=16, embed_dim=32, depth=1, heads=2, patch_size=16, patch_width=4, stem="conv")
+    judges = [
+        RecognizerJudge(ViTSTR(RecognizerConfig(**tiny, img_width=w, decoder="ctc")), 16, w, f"w{w}") for w in (64, 96)
+    ]
+    crops = [np.random.default_rng(i).integers(0, 255, (16, 80, 3), dtype=np.uint8) for i in range(4)]
+    prior = TextPrior(TextSampler(["the"], judges[0].recognizer.cfg.alphabet, 1, 12, 0.3), order=3)
+    shifts = (-2, 0, 2)
+    voted = PriorReader(judges[0], prior, weight=0.7, shifts=shifts, ensemble=judges[1:]).read(crops)
+    with torch.no_grad():
+        views = [
+            [j.recognizer(shifted(j.inputs([c]), dx))[0].log_softmax(-1) for j in judges for dx in shifts]
+            for c in crops
+        ]
+    assert [v.shape[0] for v in views[0]] == [16] * 3 + [24] * 3  # 16 and 24 column tokens
+    assert voted == [read_views(v, judges[0].recognizer.cfg.alphabet, prior, 0.7) for v in views]
+    digits = RecognizerJudge(
+        ViTSTR(RecognizerConfig(**tiny, img_width=64, decoder="ctc", alphabet="0123456789")), 16, 64, "d"
+    )
+    with pytest.raises(ValueError, match="another alphabet"):
+        PriorReader(judges[0], prior, weight=0.7, ensemble=[digits])
+
+
 def test_tune_prior_scores_random_strings_and_words_the_prior_never_saw():
     from udifftext.config import EncoderStageConfig, load_config
     from udifftext.recognizer.compare import training_crops

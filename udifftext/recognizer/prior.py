@@ -8,7 +8,8 @@ reads (T, C) CTC log-probabilities with it (Hannun et al. 2014, "prefix beam sea
 prefix scores ``log P_ctc + weight * log P_prior`` (the prior relative to uniform characters). `ViTSTR.decode`
 reads the likeliest frame by frame instead, without a prior. `read_views` reads a crop seen at several shifts (the
 same crop moved by a fraction of a column token): each view's reading is a candidate, and the candidates are
-rescored by their mean CTC likelihood over the views plus the prior.
+rescored by their mean CTC likelihood over the views plus the prior. Several recognizers (`PriorReader`'s
+``ensemble``) vote the same way, each with its views.
 """
 
 from __future__ import annotations
@@ -199,11 +200,12 @@ def ctc_log_likelihoods(log_probs: torch.Tensor, texts: list[str], alphabet: str
     return -losses.numpy()
 
 
-def read_views(log_probs: torch.Tensor, alphabet: str, prior: TextPrior, weight: float) -> str:
-    """One crop seen in several views, (V, T, C) log-softmax outputs: each view's `ctc_beam_search` reading is a
-    candidate, and the candidate with the highest mean log P_ctc over the views plus the prior's bonus wins (views
-    vote with their likelihoods, not with their readings)."""
-    candidates = sorted({ctc_beam_search(frames, alphabet, prior, weight) for frames in log_probs.numpy()})
+def read_views(log_probs: Sequence[torch.Tensor], alphabet: str, prior: TextPrior, weight: float) -> str:
+    """One crop seen in several views, each a (T, C) log-softmax output (T may differ between views read by
+    recognizers of other widths): each view's `ctc_beam_search` reading is a candidate, and the candidate with the
+    highest mean log P_ctc over the views plus the prior's bonus wins (views vote with their likelihoods, not with
+    their readings)."""
+    candidates = sorted({ctc_beam_search(frames.numpy(), alphabet, prior, weight) for frames in log_probs})
     if len(candidates) == 1:
         return candidates[0]
     likelihood = np.mean([ctc_log_likelihoods(view, candidates, alphabet) for view in log_probs], axis=0)
@@ -215,21 +217,36 @@ def read_views(log_probs: torch.Tensor, alphabet: str, prior: TextPrior, weight:
 
 class PriorReader:
     """A CTC recognizer (as a `RecognizerJudge`) whose outputs are read by `ctc_beam_search` with `prior`; with
-    more than one of `shifts` (px), each crop is also read moved by each and the views vote (`read_views`)."""
+    more than one of `shifts` (px), each crop is also read moved by each and the views vote (`read_views`). The
+    recognizers of `ensemble` (same alphabet, any crop size) add their views of every shift to the vote."""
 
-    def __init__(self, judge: RecognizerJudge, prior: TextPrior, weight: float, shifts: tuple[int, ...] = (0,)) -> None:
-        if judge.recognizer.cfg.decoder != "ctc":
-            raise ValueError(f"a text prior reads CTC outputs: recognizer.decoder is '{judge.recognizer.cfg.decoder}'")
+    def __init__(
+        self,
+        judge: RecognizerJudge,
+        prior: TextPrior,
+        weight: float,
+        shifts: tuple[int, ...] = (0,),
+        ensemble: Sequence[RecognizerJudge] = (),
+    ) -> None:
+        judges = (judge, *ensemble)
+        for member in judges:
+            cfg = member.recognizer.cfg
+            if cfg.decoder != "ctc":
+                raise ValueError(
+                    f"a text prior reads CTC outputs: {member.source} has recognizer.decoder '{cfg.decoder}'"
+                )
+            if cfg.alphabet != judge.recognizer.cfg.alphabet:
+                raise ValueError(f"{member.source} reads another alphabet than {judge.source}: they cannot vote")
         if not shifts:
             raise ValueError("shifts must name at least one view (0: the crop as it is)")
-        self.judge, self.prior, self.weight, self.shifts = judge, prior, weight, tuple(shifts)
+        self.judges, self.prior, self.weight, self.shifts = judges, prior, weight, tuple(shifts)
 
     def read(self, crops: list[np.ndarray]) -> list[str]:
         import torch
 
         with torch.no_grad():
-            log_probs = view_log_probs(self.judge.recognizer, self.judge.inputs(crops), self.shifts)
-        return read_log_probs(log_probs, self.judge.recognizer.cfg.alphabet, self.prior, self.weight)
+            groups = [view_log_probs(j.recognizer, j.inputs(crops), self.shifts) for j in self.judges]
+        return read_log_probs(groups, self.judges[0].recognizer.cfg.alphabet, self.prior, self.weight)
 
 
 def view_log_probs(recognizer: torch.nn.Module, images: torch.Tensor, shifts: tuple[int, ...]) -> torch.Tensor:
@@ -239,11 +256,18 @@ def view_log_probs(recognizer: torch.nn.Module, images: torch.Tensor, shifts: tu
     return torch.stack([recognizer(shifted(images, dx)).log_softmax(dim=-1) for dx in shifts])
 
 
-def read_log_probs(log_probs: torch.Tensor, alphabet: str, prior: TextPrior, weight: float) -> list[str]:
-    """Readings of (V, B, T, C) view outputs: the beam search alone for one view, `read_views` for several."""
-    if log_probs.shape[0] == 1:
-        return [ctc_beam_search(frames, alphabet, prior, weight) for frames in log_probs[0].numpy()]
-    return [read_views(log_probs[:, i], alphabet, prior, weight) for i in range(log_probs.shape[1])]
+def read_log_probs(
+    log_probs: torch.Tensor | Sequence[torch.Tensor], alphabet: str, prior: TextPrior, weight: float
+) -> list[str]:
+    """Readings of (V, B, T, C) view outputs, or of several such groups (one per recognizer, T and V may differ):
+    the beam search alone for one view in all, `read_views` over every group's views for more."""
+    groups = list(log_probs) if isinstance(log_probs, Sequence) else [log_probs]  # a tensor is not a Sequence
+    if sum(g.shape[0] for g in groups) == 1:
+        return [ctc_beam_search(frames, alphabet, prior, weight) for frames in groups[0][0].numpy()]
+    crops = groups[0].shape[1]
+    return [
+        read_views([g[v, i] for g in groups for v in range(g.shape[0])], alphabet, prior, weight) for i in range(crops)
+    ]
 
 
 def in_tuning_fold(word: str, folds: int) -> bool:
