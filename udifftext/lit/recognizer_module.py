@@ -76,10 +76,10 @@ class LitRecognizer(pl.LightningModule):
         if ctc:
             weight, alphabet = self.cfg.eval_prior_weight, self.recognizer.cfg.alphabet
             prior = TextPrior.from_config(self.cfg.data)
-            alone = [(read_log_probs(f[[views.index(0)]], alphabet, prior, weight), texts) for f, texts in frames]
+            alone = [(read_log_probs([f[[views.index(0)]]], alphabet, prior, weight), texts) for f, texts in frames]
             figures["with_prior"] = {**self.summarize(alone), "weight": weight}
             if len(views) > 1:
-                voted = [(read_log_probs(f, alphabet, prior, weight), texts) for f, texts in frames]
+                voted = [(read_log_probs([f], alphabet, prior, weight), texts) for f, texts in frames]
                 figures["with_prior_views"] = {**self.summarize(voted), "weight": weight, "shifts": list(views)}
         return figures
 

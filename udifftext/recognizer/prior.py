@@ -256,12 +256,9 @@ def view_log_probs(recognizer: torch.nn.Module, images: torch.Tensor, shifts: tu
     return torch.stack([recognizer(shifted(images, dx)).log_softmax(dim=-1) for dx in shifts])
 
 
-def read_log_probs(
-    log_probs: torch.Tensor | Sequence[torch.Tensor], alphabet: str, prior: TextPrior, weight: float
-) -> list[str]:
-    """Readings of (V, B, T, C) view outputs, or of several such groups (one per recognizer, T and V may differ):
-    the beam search alone for one view in all, `read_views` over every group's views for more."""
-    groups = list(log_probs) if isinstance(log_probs, Sequence) else [log_probs]  # a tensor is not a Sequence
+def read_log_probs(groups: Sequence[torch.Tensor], alphabet: str, prior: TextPrior, weight: float) -> list[str]:
+    """Readings of (V, B, T, C) view outputs, one group per recognizer (T and V may differ between groups): the beam
+    search alone for one view in all, `read_views` over every group's views for more."""
     if sum(g.shape[0] for g in groups) == 1:
         return [ctc_beam_search(frames, alphabet, prior, weight) for frames in groups[0][0].numpy()]
     crops = groups[0].shape[1]
@@ -327,5 +324,5 @@ def tune_prior(
         for weight in weights:
             for shifts in shift_sets:
                 views = log_probs[[every_shift.index(dx) for dx in shifts]]
-                rows.append(row(order, weight, tuple(shifts), read_log_probs(views, alphabet, prior, weight)))
+                rows.append(row(order, weight, tuple(shifts), read_log_probs([views], alphabet, prior, weight)))
     return rows
